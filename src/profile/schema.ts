@@ -1,0 +1,186 @@
+import { z } from 'zod';
+
+/**
+ * The hardware profile: one file per box, describing its tower, footswitch,
+ * destinations and identity. This schema is the single source of the
+ * TypeScript types and of `hw-profiles/profile.schema.json`.
+ */
+
+/** Application Entity title: 1 to 16 characters of the default repertoire, no backslash (PS3.5 6.2, VR AE). */
+export const aeTitle = z
+  .string()
+  .regex(/^[\x20-\x5b\x5d-\x7e]{1,16}$/, 'AE title of 1 to 16 printable ASCII characters without backslash')
+  .refine((value) => value.trim().length > 0, 'AE title that is not all spaces');
+
+/**
+ * UID root: dot-separated numeric components without leading zeros (PS3.5 9.1).
+ * At most 40 characters so that generated suffixes fit in the 64-character UID limit.
+ */
+export const uidRoot = z
+  .string()
+  .max(40, 'UID root of at most 40 characters, so that generated UIDs fit in 64')
+  .regex(/^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$/, 'UID root of numeric components without leading zeros, such as 1.2.826.0.1.3680043.10.999');
+
+const durationMs = z.number().int().nonnegative();
+const positiveMs = z.number().int().positive();
+
+export const retrySchema = z
+  .strictObject({
+    initialMs: positiveMs.default(1_000),
+    maxMs: positiveMs.default(60_000),
+    multiplier: z.number().min(1).max(10).default(2),
+  })
+  .describe('Exponential backoff with jitter between attempts.');
+
+const retryDefaults = { initialMs: 1_000, maxMs: 60_000, multiplier: 2 };
+
+export const stationSchema = z.strictObject({
+  aeTitle: aeTitle.describe('This box\'s AE title, used as calling AE title and in SourceApplicationEntityTitle.'),
+  stationName: z.string().min(1).max(16).describe('StationName (0008,1010), at most 16 characters.'),
+  institutionName: z.string().max(64).default('').describe('InstitutionName (0008,0080).'),
+  departmentName: z.string().max(64).default('').describe('InstitutionalDepartmentName (0008,1040).'),
+  uidRoot: uidRoot.describe('Organisation UID root under which every Study, Series and SOP Instance UID is generated.'),
+  deviceSerialNumber: z.string().max(64).optional().describe('DeviceSerialNumber (0018,1000); defaults to the box id.'),
+  boxId: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'box id of letters, digits, dot, dash or underscore')
+    .optional()
+    .describe('Stable id of this box in telemetry; defaults to /etc/machine-id.'),
+});
+
+export const videoSourceSchema = z.strictObject({
+  kind: z.enum(['v4l2', 'file', 'network', 'lavfi', 'simulator']).describe('Type of source.'),
+  url: z
+    .string()
+    .default('')
+    .describe('Device path (/dev/videoN), file path, stream URL, or lavfi graph. Ignored for the simulator.'),
+  format: z.string().optional().describe('FFmpeg input format, such as v4l2, lavfi, mpegts; guessed when absent.'),
+  width: z.number().int().min(16).max(8192).optional().describe('Requested width in pixels (v4l2 video_size).'),
+  height: z.number().int().min(16).max(8192).optional().describe('Requested height in pixels.'),
+  frameRate: z.number().positive().max(240).optional().describe('Requested frame rate in frames per second.'),
+  inputFormat: z.string().optional().describe('v4l2 input_format, such as yuyv422 or mjpeg.'),
+  options: z.record(z.string(), z.string()).default({}).describe('Extra FFmpeg demuxer options, passed as given.'),
+});
+
+export const videoSchema = z.strictObject({
+  source: videoSourceSchema,
+  ringFrames: z.number().int().min(1).max(120).default(4).describe('Decoded frames kept in memory for stills.'),
+  signalTimeoutMs: positiveMs.default(2_000).describe('No frame for this long means loss of signal.'),
+  openTimeoutMs: positiveMs.default(10_000).describe('Longest wait for the source to open.'),
+  reopen: retrySchema.default({ initialMs: 500, maxMs: 10_000, multiplier: 2 }),
+});
+
+export const pedalAction = z.enum(['still', 'none']).describe('Action run by a pedal gesture.');
+
+const byteValue = z.number().int().min(0).max(255);
+
+export const footswitchProtocolSchema = z.discriminatedUnion('kind', [
+  z
+    .strictObject({
+      kind: z.literal('bytes'),
+      down: z.array(byteValue).min(1).describe('Byte values that mean pedal down.'),
+      up: z.array(byteValue).min(1).describe('Byte values that mean pedal up.'),
+    })
+    .describe('Each received byte is looked up; unknown bytes are ignored.'),
+  z
+    .strictObject({
+      kind: z.literal('lines'),
+      down: z.array(z.string().min(1)).min(1).describe('Text lines that mean pedal down.'),
+      up: z.array(z.string().min(1)).min(1).describe('Text lines that mean pedal up.'),
+      maxLineLength: z.number().int().min(8).max(4096).default(256),
+    })
+    .describe('Lines end with CR, LF or CRLF; surrounding white space is ignored.'),
+  z
+    .strictObject({
+      kind: z.literal('modem'),
+      line: z.enum(['cts', 'dsr', 'dcd', 'ri']).describe('Modem-status line the pedal contact drives.'),
+      activeLow: z.boolean().default(false).describe('True when the pedal pressed clears the line.'),
+      pollIntervalMs: positiveMs.max(1_000).default(5).describe('How often the line is read.'),
+    })
+    .describe('Contact wired to a modem-status line, polled.'),
+]);
+
+export const footswitchSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('serial'),
+    path: z.string().min(1).describe('Serial device; prefer a stable /dev/serial/by-id/... path.'),
+    baudRate: z.number().int().positive().default(9600),
+    protocol: footswitchProtocolSchema,
+    debounceMs: durationMs.max(500).default(30).describe('Changes shorter than this are contact bounce.'),
+    longPressMs: positiveMs.default(800).describe('Held at least this long is a long press.'),
+    doublePressMs: positiveMs.default(350).describe('A second press within this time is a double press.'),
+    gestures: z
+      .strictObject({ short: pedalAction.default('still'), long: pedalAction.default('none'), double: pedalAction.default('none') })
+      .default({ short: 'still', long: 'none', double: 'none' }),
+    reopenIntervalMs: positiveMs.max(2_000).default(1_000).describe('How often a missing port is looked for.'),
+  }),
+  z.strictObject({
+    kind: z.literal('keyboard'),
+    gestures: z
+      .strictObject({ short: pedalAction.default('still'), long: pedalAction.default('none'), double: pedalAction.default('none') })
+      .default({ short: 'still', long: 'none', double: 'none' }),
+  }).describe('Space bar on the controlling terminal; for the demo and bench work.'),
+  z.strictObject({ kind: z.literal('none') }),
+]);
+
+export const destinationSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'name of lower-case letters, digits, dash or underscore').describe('Internal name used in logs, telemetry and the spool.'),
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  calledAeTitle: aeTitle,
+  callingAeTitle: aeTitle.optional().describe('Defaults to station.aeTitle.'),
+  connectTimeoutMs: positiveMs.default(5_000),
+  associationTimeoutMs: positiveMs.default(10_000),
+  requestTimeoutMs: positiveMs.default(30_000),
+  retry: retrySchema.default(retryDefaults),
+});
+
+export const mqttSchema = z.strictObject({
+  url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'URL starting with mqtt://, mqtts://, ws:// or wss://'),
+  topicPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('endocap'),
+  clientId: z.string().min(1).max(64).optional().describe('Defaults to endocap-<box id>.'),
+  statusIntervalMs: positiveMs.default(60_000).describe('Heartbeat interval of the retained status message.'),
+  reconnect: retrySchema.default({ initialMs: 1_000, maxMs: 30_000, multiplier: 2 }),
+});
+
+export const spoolSchema = z.strictObject({
+  directory: z.string().min(1).describe('Folder of the durable object spool.'),
+});
+
+export const stillSchema = z.strictObject({
+  jpegQuality: z.number().int().min(50).max(100).default(90).describe('JPEG quality, 50 to 100.'),
+});
+
+export const profileSchema = z.strictObject({
+  formatVersion: z.literal(1).describe('Profile format version.'),
+  description: z.string().default(''),
+  station: stationSchema,
+  video: videoSchema,
+  footswitch: footswitchSchema,
+  destinations: z.array(destinationSchema).default([]),
+  mqtt: mqttSchema.optional(),
+  spool: spoolSchema,
+  stateDirectory: z.string().min(1).describe('Folder of the small appliance state (lowdb).'),
+  still: stillSchema.default({ jpegQuality: 90 }),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+}).superRefine((profile, context) => {
+  const seen = new Set<string>();
+  profile.destinations.forEach((destination, index) => {
+    if (seen.has(destination.name)) {
+      context.addIssue({ code: 'custom', path: ['destinations', index, 'name'], message: `unique destination name, "${destination.name}" is used twice` });
+    }
+    seen.add(destination.name);
+  });
+});
+
+export type Profile = z.infer<typeof profileSchema>;
+export type StationConfig = Profile['station'];
+export type VideoConfig = Profile['video'];
+export type VideoSourceConfig = VideoConfig['source'];
+export type FootswitchConfig = Profile['footswitch'];
+export type SerialFootswitchConfig = Extract<FootswitchConfig, { kind: 'serial' }>;
+export type FootswitchProtocol = SerialFootswitchConfig['protocol'];
+export type PedalAction = z.infer<typeof pedalAction>;
+export type DestinationConfig = Profile['destinations'][number];
+export type MqttConfig = NonNullable<Profile['mqtt']>;
+export type RetryConfig = z.infer<typeof retrySchema>;

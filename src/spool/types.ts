@@ -1,0 +1,53 @@
+/**
+ * Contract between the spool (durable storage of DICOM objects on disk) and
+ * the senders that forward them. The spool imports no network code.
+ */
+
+/** Delivery state of one object for one destination. */
+export type DeliveryState = 'queued' | 'stored' | 'set-aside';
+
+export interface DeliveryRecord {
+  state: DeliveryState;
+  /** Attempts made so far. */
+  attempts: number;
+  /** Reason of the last failure or of the set-aside, without patient data. */
+  lastError?: string;
+  /** DIMSE status of the last response, when there was one. */
+  lastStatus?: number;
+  /** ISO time of the last state change. */
+  updatedAt: string;
+}
+
+export interface SpoolEntry {
+  /** Internal object id: safe to log and publish. */
+  id: string;
+  sopClassUid: string;
+  sopInstanceUid: string;
+  transferSyntaxUid: string;
+  /** Size of the Part 10 file in bytes. */
+  bytes: number;
+  /** ISO time the object was made durable. */
+  queuedAt: string;
+  /** One record per destination name. */
+  deliveries: Record<string, DeliveryRecord>;
+}
+
+export interface ObjectMetadata {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  transferSyntaxUid: string;
+}
+
+/** What a sender needs from the spool. */
+export interface SenderQueue {
+  /** Entries still queued for `destination`, oldest first. */
+  pending(destination: string): SpoolEntry[];
+  /** Reads the Part 10 bytes of an object. */
+  read(id: string): Promise<Buffer>;
+  /** Records a success; deletes the object once every destination has it. */
+  markStored(id: string, destination: string, status: number): Promise<void>;
+  /** Records a transient failure; the object stays queued. */
+  markFailed(id: string, destination: string, reason: string, status?: number): Promise<void>;
+  /** Records a permanent rejection; the object is kept and not retried. */
+  markSetAside(id: string, destination: string, reason: string, status?: number): Promise<void>;
+}
