@@ -151,26 +151,34 @@ export const stillSchema = z.strictObject({
   jpegQuality: z.number().int().min(50).max(100).default(90).describe('JPEG quality, 50 to 100.'),
 });
 
+export const unidentifiedPatientSchema = z.strictObject({
+  newStudyAfterIdleMinutes: z.number().int().min(1).max(1440).default(30).describe('A still taken after this much idle time opens a new unidentified-patient study.'),
+});
+
 export const profileSchema = z.strictObject({
   formatVersion: z.literal(1).describe('Profile format version.'),
   description: z.string().default(''),
   station: stationSchema,
   video: videoSchema,
   footswitch: footswitchSchema,
-  destinations: z.array(destinationSchema).default([]),
+  destinations: z
+    .array(destinationSchema)
+    .default([])
+    .superRefine((destinations, context) => {
+      const seen = new Set<string>();
+      destinations.forEach((destination, index) => {
+        if (seen.has(destination.name)) {
+          context.addIssue({ code: 'custom', path: [index, 'name'], message: `a unique destination name, "${destination.name}" is used twice` });
+        }
+        seen.add(destination.name);
+      });
+    }),
   mqtt: mqttSchema.optional(),
   spool: spoolSchema,
   stateDirectory: z.string().min(1).describe('Folder of the small appliance state (lowdb).'),
   still: stillSchema.default({ jpegQuality: 90 }),
+  unidentifiedPatient: unidentifiedPatientSchema.default({ newStudyAfterIdleMinutes: 30 }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-}).superRefine((profile, context) => {
-  const seen = new Set<string>();
-  profile.destinations.forEach((destination, index) => {
-    if (seen.has(destination.name)) {
-      context.addIssue({ code: 'custom', path: ['destinations', index, 'name'], message: `unique destination name, "${destination.name}" is used twice` });
-    }
-    seen.add(destination.name);
-  });
 });
 
 export type Profile = z.infer<typeof profileSchema>;

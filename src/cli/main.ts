@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import './threadpool.js';
+import { SOFTWARE_VERSION } from '../version.js';
+
+const USAGE = `Usage: endocap <command> [options]
+
+Commands:
+  run --profile FILE          Run the capture daemon with a hardware profile.
+  demo [--captures N]         Run the whole chain on embedded defaults: simulated
+                              video, keyboard pedal (space = still), an in-process
+                              DICOM receiver and MQTT broker on 127.0.0.1.
+  profile check FILE          Validate a profile; lists every problem, exit 78 if any.
+  profile schema              Print the profile's JSON Schema.
+  version                     Print the version.
+
+Exit codes: 0 success, 1 runtime failure, 64 usage error, 78 invalid profile.
+Run 'endocap <command> --help' for the options of one command.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    // Commands are loaded on demand so that `profile check` does not load FFmpeg or serial bindings.
+    case 'run':
+      return (await import('./run-command.js')).runDaemonCommand(rest);
+    case 'demo':
+      return (await import('./demo-command.js')).runDemoCommand(rest);
+    case 'profile':
+      return (await import('./profile-command.js')).runProfileCommand(rest);
+    case 'version':
+    case '--version':
+      process.stdout.write(`${SOFTWARE_VERSION}\n`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return command === undefined ? 64 : 0;
+    default:
+      process.stderr.write(`endocap: unknown command "${command}"\n\n${USAGE}\n`);
+      return 64;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`endocap: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,78 @@
+import { parseArgs } from 'node:util';
+import { createLogger } from '../log.js';
+import { EXIT_CONFIG, loadProfile, ProfileError } from '../profile/load-profile.js';
+
+const HELP = `Usage: endocap run --profile FILE
+
+Runs the capture daemon until SIGTERM or SIGINT.
+
+Options:
+  --profile FILE   Hardware profile (YAML or JSON). Required.
+
+Logs are JSON lines on stdout. Exit codes: 0 stopped by signal, 1 fatal
+runtime error, 64 usage error, 78 invalid profile (systemd does not restart).`;
+
+export async function runDaemonCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { profile: { type: 'string' }, help: { type: 'boolean' } }, strict: true });
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (!values.profile) {
+    process.stderr.write(`endocap run: missing --profile FILE\n\n${HELP}\n`);
+    return 64;
+  }
+
+  let profile;
+  try {
+    profile = await loadProfile(values.profile);
+  } catch (error) {
+    if (error instanceof ProfileError) {
+      process.stderr.write(`${error.message}\n`);
+      return EXIT_CONFIG;
+    }
+    throw error;
+  }
+
+  // Loaded only now, so that a bad profile is reported without loading FFmpeg and serial bindings.
+  const { Daemon } = await import('../daemon/daemon.js');
+  const log = createLogger(profile.logLevel);
+  const daemon = new Daemon({ profile, log, interactive: false });
+  installCrashHandlers(log);
+  await daemon.start();
+  await waitForSignal(log);
+  await daemon.stop();
+  log.flush();
+  return 0;
+}
+
+/** Resolves on the first SIGTERM or SIGINT. */
+export function waitForSignal(log: ReturnType<typeof createLogger>): Promise<void> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'signal received');
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+/**
+ * A programming error leaves the daemon in an unknown state: log it and exit
+ * so that systemd restarts a clean process. The spool makes this safe.
+ */
+export function installCrashHandlers(log: ReturnType<typeof createLogger>): void {
+  process.on('uncaughtException', (error) => {
+    log.fatal({ err: error }, 'uncaught exception, exiting');
+    log.flush();
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (reason) => {
+    log.fatal({ err: reason }, 'unhandled promise rejection, exiting');
+    log.flush();
+    process.exit(1);
+  });
+}

@@ -1,0 +1,124 @@
+import { EventEmitter } from 'node:events';
+import { buildVlEndoscopicImage } from '../dicom/vl-endoscopic.js';
+import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Profile } from '../profile/schema.js';
+import type { AppState } from '../state/app-state.js';
+import type { Spool } from '../spool/spool.js';
+import type { VideoSource } from '../video/video-source.js';
+import { allocateUnidentifiedSlot } from './unidentified-study.js';
+
+/** VL Endoscopic Image Storage (PS3.4 B.5). */
+const VL_ENDOSCOPIC_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.77.1.1';
+/** JPEG Baseline (Process 1). */
+const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
+
+export interface StillCaptureOptions {
+  profile: Profile;
+  boxId: string;
+  softwareVersion: string;
+  video: Pick<VideoSource, 'captureStill'>;
+  spool: Pick<Spool, 'add'>;
+  state: AppState;
+  newUid: () => string;
+  log: Logger;
+}
+
+interface StillCaptureEvents {
+  stillCaptured: [{ objectId: string; bytes: number; latencyMs: number }];
+  captureFailed: [{ reason: string; code: string }];
+}
+
+/**
+ * Turns a pedal press into a durable DICOM object: picks the frame that was
+ * on screen at the press, encodes it, wraps it in a VL Endoscopic Image and
+ * writes it to the spool. Captures run one after another so instance numbers
+ * follow the order of the presses.
+ */
+export class StillCapture extends EventEmitter<StillCaptureEvents> {
+  private readonly options: StillCaptureOptions;
+  private readonly log: Logger;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(options: StillCaptureOptions) {
+    super();
+    this.options = options;
+    this.log = options.log.child({ component: 'still-capture' });
+  }
+
+  /** Queues a capture for a press at clock time `pressedAt` (ms since the epoch). */
+  capture(pressedAt: number): Promise<void> {
+    const run = this.chain.then(() => this.captureNow(pressedAt));
+    this.chain = run;
+    return run;
+  }
+
+  /** Resolves when every queued capture has finished. */
+  drain(): Promise<void> {
+    return this.chain;
+  }
+
+  private async captureNow(pressedAt: number): Promise<void> {
+    const { profile, video, spool, state } = this.options;
+    try {
+      const still = await video.captureStill(pressedAt, { jpegQuality: profile.still.jpegQuality });
+      const slot = await allocateUnidentifiedSlot(
+        {
+          state,
+          boxId: this.options.boxId,
+          stationName: profile.station.stationName,
+          newUid: this.options.newUid,
+          newStudyAfterIdleMs: profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
+        },
+        new Date(pressedAt),
+      );
+      const sopInstanceUid = this.options.newUid();
+      const part10 = buildVlEndoscopicImage({
+        jpeg: still.jpeg,
+        width: still.width,
+        height: still.height,
+        acquiredAt: still.frameTime,
+        sopInstanceUid,
+        station: {
+          ...profile.station,
+          deviceSerialNumber: profile.station.deviceSerialNumber ?? this.options.boxId,
+          softwareVersion: this.options.softwareVersion,
+        },
+        study: {
+          studyInstanceUid: slot.study.studyInstanceUid,
+          studyId: slot.study.studyId,
+          accessionNumber: '',
+          studyDate: new Date(slot.study.startedAt),
+          patientName: slot.study.patientName,
+          patientId: slot.study.patientId,
+        },
+        series: {
+          seriesInstanceUid: slot.study.seriesInstanceUid,
+          seriesNumber: slot.study.seriesNumber,
+          seriesDate: new Date(slot.study.startedAt),
+        },
+        instanceNumber: slot.instanceNumber,
+      });
+      const entry = await spool.add(part10, {
+        sopClassUid: VL_ENDOSCOPIC_IMAGE_STORAGE,
+        sopInstanceUid,
+        transferSyntaxUid: JPEG_BASELINE,
+      });
+      await state.update((data) => {
+        data.counters.stillsCaptured += 1;
+      });
+      const latencyMs = Date.now() - pressedAt;
+      this.log.info({ objectId: entry.id, bytes: entry.bytes, instanceNumber: slot.instanceNumber, latencyMs }, 'still captured');
+      this.emit('stillCaptured', { objectId: entry.id, bytes: entry.bytes, latencyMs });
+    } catch (error) {
+      const code = error instanceof EndocapError ? error.code : ErrorCodes.DICOM_BUILD_FAILED;
+      this.log.error({ code, err: { message: errorMessage(error) } }, 'still capture failed');
+      await state
+        .update((data) => {
+          data.counters.captureFailures += 1;
+        })
+        .catch((stateError: unknown) => this.log.error({ err: stateError }, 'capture failure not counted'));
+      this.emit('captureFailed', { reason: errorMessage(error), code });
+    }
+  }
+}

@@ -1,0 +1,53 @@
+import { open, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Suffix of files being written; a file with it is never a committed object or state. */
+export const TEMP_SUFFIX = '.tmp';
+
+/** Flushes a folder's entries (creations, renames, removals) to disk. */
+export async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes `data` to `target` so that after a power cut the target holds either
+ * its previous content or all of `data`: write a temp file beside it, fsync it,
+ * rename it over the target (the commit point), then fsync the folder so the
+ * rename itself survives. Callers must not write the same target concurrently.
+ */
+export async function writeFileDurably(target: string, data: Buffer | string): Promise<void> {
+  const temp = target + TEMP_SUFFIX;
+  try {
+    const handle = await open(temp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
+  } catch (error) {
+    // The write error is the one to report. A temp file that cannot be removed
+    // now is removed by the spool's recovery at the next open.
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+  await syncDirectory(path.dirname(target));
+}
+
+/** Removes files and then flushes their folder; files already gone are skipped. */
+export async function removeFilesDurably(directory: string, names: string[]): Promise<void> {
+  for (const name of names) {
+    try {
+      await unlink(path.join(directory, name));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+  await syncDirectory(directory);
+}

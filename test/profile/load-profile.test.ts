@@ -1,0 +1,70 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { loadProfile, parseProfile, ProfileError } from '../../src/profile/load-profile.js';
+import { profileJsonSchema } from '../../src/cli/profile-command.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const cli = path.join(root, 'dist/cli/main.js');
+const fixtures = 'test/fixtures/profiles';
+
+function checkProfile(file: string): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [cli, 'profile', 'check', file], { cwd: root, encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+for (const name of ['bad-many', 'bad-footswitch', 'bad-yaml']) {
+  t.test(`profile check lists every problem in ${name}`, async (t) => {
+    const result = checkProfile(`${fixtures}/${name}.yaml`);
+    const expected = readFileSync(path.join(root, fixtures, `${name}.expected`), 'utf8');
+    t.equal(result.status, 78, 'exits with EX_CONFIG');
+    t.equal(result.stderr, expected);
+  });
+}
+
+t.test('profile check accepts shipped profiles', async (t) => {
+  for (const file of ['hw-profiles/simulator.yaml', 'hw-profiles/usb-hdmi-1080p60.yaml']) {
+    const result = checkProfile(file);
+    t.equal(result.status, 0, `${file} is valid: ${result.stderr}`);
+  }
+});
+
+t.test('profile check reports missing file', async (t) => {
+  const result = checkProfile('no-such-profile.yaml');
+  t.equal(result.status, 78);
+  t.match(result.stderr, /no-such-profile\.yaml: \(top level\): file not found/);
+});
+
+t.test('run exits 78 on invalid profile', async (t) => {
+  const result = spawnSync(process.execPath, [cli, 'run', '--profile', `${fixtures}/bad-many.yaml`], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+  t.equal(result.status, 78);
+  t.match(result.stderr, /station\.aeTitle: expected AE title of 1 to 16/);
+});
+
+t.test('profile problems carry paths', async (t) => {
+  const error = await loadProfile(path.join(root, fixtures, 'bad-many.yaml')).then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  t.ok(error instanceof ProfileError);
+  const paths = (error as ProfileError).problems.map((problem) => problem.path);
+  t.same(paths, ['station.aeTitle', 'station.uidRoot', 'station', 'video.source.kind', 'video.ringFrames', 'footswitch.path', 'destinations.0.port']);
+});
+
+t.test('profile fills defaults and resolves folders', async (t) => {
+  const profile = parseProfile(readFileSync(path.join(root, 'hw-profiles/simulator.yaml'), 'utf8'), path.join(root, 'hw-profiles/simulator.yaml'));
+  t.equal(profile.spool.directory, path.join(root, 'var/simulator/spool'));
+  t.equal(profile.destinations[0]?.retry.initialMs, 1_000);
+  t.equal(profile.still.jpegQuality, 90);
+});
+
+t.test('profile rejects UID root too long for 64-character UIDs', async (t) => {
+  const text = readFileSync(path.join(root, 'hw-profiles/simulator.yaml'), 'utf8').replace('1.2.826.0.1.3680043.10.1437', `1.2.${'9'.repeat(45)}`);
+  t.throws(() => parseProfile(text, 'long-root.yaml'), /station\.uidRoot: expected UID root of at most 40 characters/);
+});
+
+t.test('JSON Schema file matches the schema', async (t) => {
+  const committed = JSON.parse(readFileSync(path.join(root, 'hw-profiles/profile.schema.json'), 'utf8')) as unknown;
+  t.same(committed, profileJsonSchema(), 'regenerate with: npm run schema');
+});
