@@ -1,0 +1,141 @@
+import { readFile, readdir, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { readObjectMetadata } from '../dicom/object-metadata.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably } from './durable-file.js';
+import { isObjectId } from './object-id.js';
+import { isDelivered, parseSpoolEntry } from './spool-entry.js';
+import type { DeliveryRecord, SpoolEntry } from './types.js';
+
+export const OBJECT_SUFFIX = '.dcm';
+export const STATE_SUFFIX = '.json';
+
+/** What `Spool.open()` found and repaired. */
+export interface RecoveryReport {
+  /** Objects in the spool after recovery. */
+  objects: number;
+  /** Temp files of interrupted writes, removed. */
+  tempFilesRemoved: number;
+  /** Objects whose state file was missing, torn or inconsistent, re-queued for every destination. */
+  statesRebuilt: number;
+  /** State files without an object (left by an interrupted removal), removed. */
+  orphanStatesRemoved: number;
+  /** Objects already stored on every destination (left by an interrupted removal), removed. */
+  deliveredRemoved: number;
+  /** Objects that got a queued record for a destination added to the profile since they were spooled. */
+  destinationsAdded: number;
+  /** Ids of object files whose File Meta Information cannot be read; left on disk for an operator. */
+  unreadableObjects: string[];
+  /** Destination names found in state files but absent from the profile; their records are kept. */
+  unconfiguredDestinations: string[];
+}
+
+export interface RecoveryOptions {
+  directory: string;
+  destinations: string[];
+  log: Logger;
+  now: () => Date;
+}
+
+/**
+ * Scans the objects folder after a start or a crash and repairs it. A complete
+ * object is never deleted unless its state says every destination has stored it.
+ * Returns the entries sorted by id and every id seen on disk.
+ */
+export async function recoverSpool(options: RecoveryOptions): Promise<{ entries: SpoolEntry[]; report: RecoveryReport; seenIds: string[] }> {
+  const { directory, log } = options;
+  const report: RecoveryReport = {
+    objects: 0,
+    tempFilesRemoved: 0,
+    statesRebuilt: 0,
+    orphanStatesRemoved: 0,
+    deliveredRemoved: 0,
+    destinationsAdded: 0,
+    unreadableObjects: [],
+    unconfiguredDestinations: [],
+  };
+
+  const objectIds = new Set<string>();
+  const stateIds = new Set<string>();
+  for (const name of await readdir(directory)) {
+    if (name.endsWith(TEMP_SUFFIX)) {
+      await unlink(path.join(directory, name));
+      report.tempFilesRemoved += 1;
+    } else if (name.endsWith(OBJECT_SUFFIX) && isObjectId(name.slice(0, -OBJECT_SUFFIX.length))) {
+      objectIds.add(name.slice(0, -OBJECT_SUFFIX.length));
+    } else if (name.endsWith(STATE_SUFFIX) && isObjectId(name.slice(0, -STATE_SUFFIX.length))) {
+      stateIds.add(name.slice(0, -STATE_SUFFIX.length));
+    } else {
+      log.warn({ file: name }, 'unexpected file in spool folder left in place');
+    }
+  }
+
+  for (const id of stateIds) {
+    if (objectIds.has(id)) continue;
+    await unlink(path.join(directory, id + STATE_SUFFIX));
+    report.orphanStatesRemoved += 1;
+  }
+  if (report.tempFilesRemoved > 0 || report.orphanStatesRemoved > 0) await syncDirectory(directory);
+
+  const entries: SpoolEntry[] = [];
+  const unconfigured = new Set<string>();
+  for (const id of [...objectIds].sort()) {
+    const entry = await recoverEntry(id, stateIds.has(id), options, report);
+    if (entry === undefined) continue;
+
+    if (isDelivered(entry)) {
+      await removeFilesDurably(directory, [id + OBJECT_SUFFIX, id + STATE_SUFFIX]);
+      report.deliveredRemoved += 1;
+      continue;
+    }
+    for (const name of Object.keys(entry.deliveries)) {
+      if (!options.destinations.includes(name)) unconfigured.add(name);
+    }
+    entries.push(entry);
+  }
+
+  report.objects = entries.length;
+  report.unconfiguredDestinations = [...unconfigured].sort();
+  return { entries, report, seenIds: [...new Set([...objectIds, ...stateIds])] };
+}
+
+/** Loads one object's state, rebuilding it when needed and adding new destinations. */
+async function recoverEntry(id: string, hasState: boolean, options: RecoveryOptions, report: RecoveryReport): Promise<SpoolEntry | undefined> {
+  const { directory, log } = options;
+  const objectPath = path.join(directory, id + OBJECT_SUFFIX);
+  const statePath = path.join(directory, id + STATE_SUFFIX);
+  const { size, mtime } = await stat(objectPath);
+
+  let entry = hasState ? parseSpoolEntry(await readFile(statePath, 'utf8')) : undefined;
+  let changed = false;
+  if (entry === undefined || entry.id !== id || entry.bytes !== size) {
+    try {
+      const metadata = readObjectMetadata(await readFile(objectPath));
+      const deliveries: Record<string, DeliveryRecord> = {};
+      for (const name of options.destinations) deliveries[name] = queuedRecord(options.now());
+      entry = { id, ...metadata, bytes: size, queuedAt: mtime.toISOString(), deliveries };
+    } catch (error) {
+      log.error({ objectId: id, err: { message: errorMessage(error) } }, 'spooled object unreadable, left in place');
+      report.unreadableObjects.push(id);
+      return undefined;
+    }
+    log.warn({ objectId: id, hadState: hasState }, 'spool state rebuilt, object queued for every destination');
+    report.statesRebuilt += 1;
+    changed = true;
+  }
+
+  const missing = options.destinations.filter((name) => entry.deliveries[name] === undefined);
+  for (const name of missing) entry.deliveries[name] = queuedRecord(options.now());
+  if (missing.length > 0) {
+    report.destinationsAdded += 1;
+    changed = true;
+  }
+
+  if (changed) await writeFileDurably(statePath, JSON.stringify(entry));
+  return entry;
+}
+
+export function queuedRecord(now: Date): DeliveryRecord {
+  return { state: 'queued', attempts: 0, updatedAt: now.toISOString() };
+}
