@@ -9,7 +9,7 @@ const LEVEL_UP = 2;
 export class BytePedalDecoder {
   private readonly table = new Uint8Array(256);
 
-  /** A byte listed in both `down` and `up` means down. */
+  /** Builds the lookup table; a byte listed in both `down` and `up` means down. */
   constructor(protocol: { down: readonly number[]; up: readonly number[] }) {
     for (const byte of protocol.up) this.table[byte] = LEVEL_UP;
     for (const byte of protocol.down) this.table[byte] = LEVEL_DOWN;
@@ -47,7 +47,7 @@ const LF = 0x0a;
 export class LinePedalDecoder {
   private readonly down: ReadonlySet<string>;
   private readonly up: ReadonlySet<string>;
-  private readonly maxLineLength: number;
+  readonly maxLineLength: number;
   private parts: Buffer[] = [];
   private partLength = 0;
   private discarding = false;

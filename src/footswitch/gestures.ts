@@ -67,7 +67,7 @@ type Phase =
  *   include the debounce delay.
  * - Long press fires as soon as the threshold is reached, while the pedal is
  *   still down, so the operator gets feedback without having to release.
- * - The double-press window runs from the first raw edge of the release; a
+ * - The double-press window runs from the first raw edge of the release. A
  *   second press whose first raw edge falls inside it is a double press, even
  *   if its debounce confirmation ends after the window.
  * - Latency: with `double` mapped to 'none' a short press is emitted at

@@ -1,7 +1,7 @@
 /**
- * Counts repeated events and tells when the next log line is due, so that a
- * flood (garbage bytes, a missing port) logs at most once per interval with a
- * count instead of once per event.
+ * Counter of repeated events that decides when the next log line is due, so
+ * that a flood (garbage bytes, a missing port) logs at most once per interval
+ * with a count instead of once per event.
  */
 export class LogThrottle {
   private readonly intervalMs: number;

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { realpath, stat } from 'node:fs/promises';
-import { SerialPortStream, type ModemBitsCallback } from '@serialport/stream';
+import { SerialPortStream } from '@serialport/stream';
 import { SerialPort } from 'serialport';
 import { EndocapError, ErrorCodes, errorMessage, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -9,6 +9,7 @@ import { BytePedalDecoder, LinePedalDecoder, type LevelListener } from './decode
 import type { FootswitchEvents } from './events.js';
 import { GestureRecognizer, type GestureCounters } from './gestures.js';
 import { LogThrottle } from './log-throttle.js';
+import { ModemPoller } from './modem-poller.js';
 
 /** How often an open port's path is checked; a removed device is noticed within this time plus one stat. */
 const PATH_CHECK_INTERVAL_MS = 500;
@@ -20,8 +21,7 @@ const REPEAT_LOG_INTERVAL_MS = 10_000;
 // Named through @serialport/stream because @serialport/bindings-interface ships no
 // types for ESM importers.
 export type SerialBinding = SerialPortStream['settings']['binding'];
-type PortStatus = NonNullable<Parameters<ModemBitsCallback>[1]>;
-type ModemLine = Extract<SerialFootswitchConfig['protocol'], { kind: 'modem' }>['line'];
+type ModemProtocol = Extract<SerialFootswitchConfig['protocol'], { kind: 'modem' }>;
 
 export interface SerialFootswitchOptions {
   config: SerialFootswitchConfig;
@@ -51,7 +51,7 @@ export interface SerialFootswitchStatus {
   connected: boolean;
   /** The configured path. */
   path: string;
-  /** Where the configured path pointed when last opened, for logs only. */
+  /** Target of the configured path's symlinks when last opened, for logs only. */
   resolvedPath?: string;
   /** `CODE: message` of the last failure; cleared when the port opens. */
   lastError?: string;
@@ -63,25 +63,24 @@ export interface SerialFootswitchStatus {
 interface Connection {
   port: SerialPortStream;
   deviceId: string | undefined;
-  timers: NodeJS.Timeout[];
+  pathTimer: NodeJS.Timeout | undefined;
   pathCheckInFlight: boolean;
-  pollInFlight: boolean;
-  modemFailures: number;
-  /** The modem line read active at connect: ignored until it is seen released. */
-  heldAtConnect: boolean;
-  firstPollDone: boolean;
+  modemPoller: ModemPoller | undefined;
 }
 
 /**
  * Pedal on a serial port, wired as bytes, text lines or a modem-status line.
  *
- * `start()` never fails for a missing or busy port: it reports the error in
- * `status()` and retries every `reopenIntervalMs`, a fixed interval rather
- * than a backoff because opening a local device is cheap and a replugged
- * pedal must work again within seconds. A lost device is noticed from the
- * port closing, from failed modem reads, or from the path disappearing or
- * pointing to another device. On loss a held pedal counts as released
- * without an action (see `GestureRecognizer.reset`).
+ * `start()` never fails for a missing or busy port. It reports the error in
+ * `status()` and retries every `reopenIntervalMs`. The interval is fixed
+ * rather than a backoff because opening a local device is cheap and a
+ * replugged pedal must work again within seconds.
+ *
+ * A lost device is noticed from the port closing, from failed modem reads, or
+ * from the path disappearing or pointing to another device. On loss a held
+ * pedal counts as released without an action (see `GestureRecognizer.reset`).
+ * Event times of byte and line pedals are the arrival time of the chunk that
+ * carried them, so they include the adapter's and the kernel's buffering.
  */
 export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
   private readonly config: SerialFootswitchConfig;
@@ -110,6 +109,7 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
     this.log = options.log.child({ component: 'footswitch', path: options.config.path });
     this.binding = options.binding ?? SerialPort.binding;
     this.clock = options.clock ?? Date.now;
+
     this.recognizer = new GestureRecognizer({
       debounceMs: this.config.debounceMs,
       longPressMs: this.config.longPressMs,
@@ -122,9 +122,11 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
         this.emit('gesture', gesture);
       },
     });
+
     const { protocol } = this.config;
     this.byteDecoder = protocol.kind === 'bytes' ? new BytePedalDecoder(protocol) : undefined;
     this.lineDecoder = protocol.kind === 'lines' ? new LinePedalDecoder(protocol) : undefined;
+
     this.counters = {
       connects: 0,
       disconnects: 0,
@@ -159,7 +161,7 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
     await this.opening;
     const connection = this.connection;
     if (connection !== undefined) {
-      this.detach(connection, 'stopped');
+      this.detach(connection, 'stopped', true);
       await this.closePort(connection.port);
     }
     this.log.info({}, 'footswitch stopped');
@@ -205,7 +207,7 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
       return;
     }
 
-    // Nothing is read before a 'data' listener exists, so no event is missed during these awaits.
+    // The stream reads only once a 'data' listener exists, so no data or read error is missed during these awaits.
     const deviceId = await this.readDeviceId();
     this.resolvedPath = await this.resolvePath();
     if (!this.running) {
@@ -216,12 +218,9 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
     const connection: Connection = {
       port,
       deviceId,
-      timers: [],
+      pathTimer: undefined,
       pathCheckInFlight: false,
-      pollInFlight: false,
-      modemFailures: 0,
-      heldAtConnect: false,
-      firstPollDone: false,
+      modemPoller: undefined,
     };
     this.connection = connection;
     this.lastError = undefined;
@@ -229,10 +228,10 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
     port.on('data', (chunk: Buffer) => this.onData(connection, chunk));
     port.on('error', (error: Error) => this.onPortLost(connection, `port error: ${errorMessage(error)}`));
     port.on('close', (error: Error | null) => this.onPortLost(connection, error ? errorMessage(error) : 'port closed'));
-    connection.timers.push(setInterval(() => void this.checkPath(connection), PATH_CHECK_INTERVAL_MS));
-    const { protocol } = this.config;
-    if (protocol.kind === 'modem') {
-      connection.timers.push(setInterval(() => this.pollModem(connection, protocol.line, protocol.activeLow), protocol.pollIntervalMs));
+    connection.pathTimer = setInterval(() => void this.checkPath(connection), PATH_CHECK_INTERVAL_MS);
+    if (this.config.protocol.kind === 'modem') {
+      connection.modemPoller = this.createModemPoller(connection, this.config.protocol);
+      connection.modemPoller.start();
     }
     this.log.info({ resolvedPath: this.resolvedPath }, 'footswitch connected');
     this.emit('connected', { path });
@@ -240,7 +239,7 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
 
   private recordOpenFailure(error: unknown): void {
     const message = errorMessage(error);
-    // Linux flock failure reads "Cannot lock port"; TIOCEXCL gives EBUSY; the mock binding says "locked".
+    // The Linux binding reports a held flock as "Cannot lock port", TIOCEXCL gives EBUSY, and the mock binding uses "locked".
     const busy = /cannot lock|locked|EBUSY|resource busy/i.test(message);
     const code = busy ? ErrorCodes.SERIAL_PORT_BUSY : ErrorCodes.SERIAL_OPEN_FAILED;
     const previous = this.lastError;
@@ -274,7 +273,7 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
       const since = this.badLinesLog.add(unknownLines + overlongLines);
       if (since !== undefined) {
         this.log.warn(
-          { badLines: since, unknownLines: this.counters.unknownLines, overlongLines: this.counters.overlongLines, maxLineLength: this.config.protocol.kind === 'lines' ? this.config.protocol.maxLineLength : undefined },
+          { badLines: since, unknownLines: this.counters.unknownLines, overlongLines: this.counters.overlongLines, maxLineLength: this.lineDecoder.maxLineLength },
           'footswitch dropped unknown or overlong lines',
         );
       }
@@ -282,47 +281,26 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
     // Data on a modem-wired port is line noise and means nothing.
   }
 
-  private pollModem(connection: Connection, line: ModemLine, activeLow: boolean): void {
-    if (connection.pollInFlight) {
-      this.counters.skippedPolls += 1;
-      return;
-    }
-    connection.pollInFlight = true;
-    connection.port.get((error, status) => {
-      connection.pollInFlight = false;
-      if (this.connection !== connection) return;
-      const level = error || status === undefined ? undefined : readModemLine(status, line);
-      if (level === undefined) {
-        this.onModemReadFailed(connection, error ? errorMessage(error) : `the serial binding does not report the ${line} line`);
-        return;
-      }
-      connection.modemFailures = 0;
-      this.onModemLevel(connection, activeLow ? !level : level);
+  private createModemPoller(connection: Connection, protocol: ModemProtocol): ModemPoller {
+    return new ModemPoller({
+      read: (callback) => connection.port.get(callback),
+      protocol,
+      onLevel: (down) => this.recognizer.input(down),
+      onPollSkipped: () => {
+        this.counters.skippedPolls += 1;
+      },
+      onHeldAtStart: () => this.log.info({}, 'footswitch pedal held at connect, waiting for release'),
+      onReadFailed: (reason, failuresInRow) => this.onModemReadFailed(connection, reason, failuresInRow),
     });
   }
 
-  private onModemLevel(connection: Connection, down: boolean): void {
-    if (!connection.firstPollDone) {
-      connection.firstPollDone = true;
-      // A pedal already held when the port opens must not fire: wait for its release.
-      connection.heldAtConnect = down;
-      if (down) this.log.info({}, 'footswitch pedal held at connect, waiting for release');
-    }
-    if (connection.heldAtConnect) {
-      if (down) return;
-      connection.heldAtConnect = false;
-    }
-    this.recognizer.input(down);
-  }
-
-  private onModemReadFailed(connection: Connection, reason: string): void {
-    connection.modemFailures += 1;
+  private onModemReadFailed(connection: Connection, reason: string, failuresInRow: number): void {
     this.counters.modemReadFailures += 1;
     this.lastError = new EndocapError(ErrorCodes.SERIAL_MODEM_READ_FAILED, `cannot read modem line of ${this.config.path}: ${reason}`, { retryable: true });
     const since = this.modemFailureLog.add();
     if (since !== undefined) this.log.warn({ err: reason, failures: since }, 'footswitch modem line read failed');
-    if (connection.modemFailures >= MODEM_FAILURES_BEFORE_DISCONNECT) {
-      this.onPortLost(connection, `modem line read failed ${connection.modemFailures} times: ${reason}`);
+    if (failuresInRow >= MODEM_FAILURES_BEFORE_DISCONNECT) {
+      this.onPortLost(connection, `modem line read failed ${failuresInRow} times: ${reason}`, ErrorCodes.SERIAL_MODEM_READ_FAILED);
     }
   }
 
@@ -342,22 +320,23 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
     if (reason !== undefined) this.onPortLost(connection, reason);
   }
 
-  private onPortLost(connection: Connection, reason: string): void {
+  private onPortLost(connection: Connection, reason: string, code: ErrorCode = ErrorCodes.SERIAL_DISCONNECTED): void {
     if (this.connection !== connection) return;
-    this.lastError = new EndocapError(ErrorCodes.SERIAL_DISCONNECTED, `serial port ${this.config.path} lost: ${reason}`, { retryable: true });
-    this.detach(connection, reason);
+    this.lastError = new EndocapError(code, `serial port ${this.config.path} lost: ${reason}`, { retryable: true });
+    this.detach(connection, reason, false);
     void this.closePort(connection.port);
     this.scheduleReopen();
   }
 
   /** Forgets the connection, releases a held pedal without an action and emits `disconnected`. */
-  private detach(connection: Connection, reason: string): void {
-    for (const timer of connection.timers) clearInterval(timer);
+  private detach(connection: Connection, reason: string, stopping: boolean): void {
+    clearInterval(connection.pathTimer);
+    connection.modemPoller?.stop();
     this.connection = undefined;
     this.recognizer.reset();
     this.lineDecoder?.reset();
     this.counters.disconnects += 1;
-    if (reason === 'stopped') this.log.info({}, 'footswitch port closed');
+    if (stopping) this.log.info({}, 'footswitch port closed');
     else this.log.warn({ reason }, 'footswitch disconnected');
     this.emit('disconnected', { path: this.config.path, reason });
   }
@@ -397,10 +376,4 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
       return undefined;
     }
   }
-}
-
-/** Reads one modem line; undefined when the binding does not report it (serialport 13 has no `ri`). */
-function readModemLine(status: PortStatus, line: ModemLine): boolean | undefined {
-  const lines: Partial<Record<ModemLine, boolean>> = status;
-  return lines[line];
 }

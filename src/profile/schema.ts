@@ -93,7 +93,8 @@ export const footswitchProtocolSchema = z.discriminatedUnion('kind', [
   z
     .strictObject({
       kind: z.literal('modem'),
-      line: z.enum(['cts', 'dsr', 'dcd', 'ri']).describe('Modem-status line the pedal contact drives.'),
+      // RI is not offered: serialport 13 reads only CTS, DSR and DCD (its get() has no ring indicator).
+      line: z.enum(['cts', 'dsr', 'dcd']).describe('Modem-status line the pedal contact drives.'),
       activeLow: z.boolean().default(false).describe('True when the pedal pressed clears the line.'),
       pollIntervalMs: positiveMs.max(1_000).default(5).describe('How often the line is read.'),
     })

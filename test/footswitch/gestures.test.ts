@@ -37,7 +37,7 @@ function setup(options: Setup = {}) {
   return { time, recognizer, gestures, changes, feed };
 }
 
-/** A contact that bounces for 15 ms: three quick flips before it settles. */
+/** Feeds a contact that bounces for 15 ms, flipping three times before it settles. */
 function bouncyEdge(feed: (down: boolean, ms: number) => void, down: boolean): void {
   feed(down, 3);
   feed(!down, 3);

@@ -43,7 +43,7 @@ export class SocatPair {
   }
 
   /** Writes bytes as the pedal would send them. */
-  async write(data: Buffer | string): Promise<void> {
+  async write(data: Uint8Array | string): Promise<void> {
     if (this.writer === undefined) throw new Error('socat pair is not started');
     await this.writer.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
   }
