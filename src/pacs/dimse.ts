@@ -54,11 +54,11 @@ if (typeof (Network.prototype as Partial<DimseNetwork>).sendAssociationRequest !
 }
 
 /**
- * Encoded data set sent as it is. The library would otherwise parse and
- * re-encode every data set (dcmjs splits encapsulated pixel data into new
- * fragments and rewrites the offset table); with this class the bytes of the
- * Part 10 file reach the peer unchanged. Only the two elements the C-STORE
- * command needs are kept in parsed form.
+ * Encoded data set that is sent as it is. The library would otherwise parse
+ * and re-encode every data set, and dcmjs then splits encapsulated pixel data
+ * into new fragments and rewrites the offset table. With this class the bytes
+ * of the Part 10 file reach the peer unchanged. Only the two elements that the
+ * C-STORE command needs are kept in parsed form.
  */
 export class EncodedDataset extends Dataset {
   private readonly encoded: Buffer;

@@ -40,7 +40,7 @@ export interface OpenAssociationOptions {
   onSocket?: (socket: Socket) => void;
 }
 
-/** Response fields the sender reads; C-STORE and C-ECHO responses both have them. */
+/** Response fields the sender reads. C-STORE and C-ECHO responses both have them. */
 export interface DimseResponse {
   getStatus(): number;
 }
@@ -98,14 +98,18 @@ export class ScuAssociation {
 
     this.socket = net.connect({ host: options.host, port: options.port, noDelay: true });
     options.onSocket?.(this.socket);
+    // The library emits its events synchronously, so socket listeners added
+    // before it get the precise cause (refused, reset) ahead of its generic
+    // networkError.
+    this.watchSocket();
     // Every step is timed here, so the library's own timers only act as a backstop.
     const backstopMs = 2 * Math.max(options.connectTimeoutMs, options.associationTimeoutMs, 60_000);
     this.network = new Network(this.socket, { connectTimeout: backstopMs, associationTimeout: backstopMs, pduTimeout: backstopMs });
     this.socket.setTimeout(0);
-    this.watch();
+    this.watchNetwork();
   }
 
-  /** Connects and negotiates; rejects with an EndocapError whose `retryable` tells transient from permanent. */
+  /** Connects and negotiates. Rejects with an EndocapError whose `retryable` is false for permanent failures. */
   static open(options: OpenAssociationOptions): Promise<ScuAssociation> {
     const scu = new ScuAssociation(options);
     return new Promise<ScuAssociation>((resolve, reject) => {
@@ -147,13 +151,13 @@ export class ScuAssociation {
   }
 
   /**
-   * Sends one request and resolves with its final response. A timeout aborts
-   * the association; so does any failure, which rejects this and every later call.
+   * Sends one request and resolves with its final response. A timeout or any
+   * other failure aborts the association and rejects this and every later call.
    */
   send(request: RequestInstance, timeoutMs: number, label: string): Promise<DimseResponse> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<DimseResponse>((resolve, reject) => {
-      let answered = false;
+      let responded = false;
       this.rejectWaiter = reject;
       this.startTimer(timeoutMs, () => {
         return new EndocapError(ErrorCodes.PACS_TIMEOUT, `${label} to ${this.where} got no response within ${timeoutMs} ms`, { retryable: true });
@@ -162,21 +166,24 @@ export class ScuAssociation {
       // parameters, so these take one.
       request.on('response', (response: DimseResponse) => {
         if (response.getStatus() === pendingStatus) return;
-        answered = true;
+        responded = true;
         this.clearTimer();
         this.rejectWaiter = undefined;
         resolve(response);
       });
       request.on('done', () => {
-        if (answered || this.failure) return;
-        // The library ends a request without sending it when it cannot encode the data set.
-        this.fail(new EndocapError(ErrorCodes.PACS_INVALID_OBJECT, `${label} was not sent: the data set could not be encoded for the accepted transfer syntax`));
+        if (responded || this.failure) return;
+        // The library ends a request without sending it when it cannot convert
+        // the data set. The association itself is still usable.
+        this.clearTimer();
+        this.rejectWaiter = undefined;
+        reject(new EndocapError(ErrorCodes.PACS_INVALID_OBJECT, `${label} was not sent: the data set could not be converted to the accepted transfer syntax`));
       });
       this.network.sendRequests(request);
     });
   }
 
-  /** Releases the association; a peer that does not confirm in time gets an A-ABORT. Never rejects. */
+  /** Releases the association, or aborts it when the peer does not confirm in time. Never rejects. */
   async release(timeoutMs: number): Promise<void> {
     if (this.failure) return;
     this.releasing = true;
@@ -204,7 +211,7 @@ export class ScuAssociation {
     this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, reason, { retryable: true }));
   }
 
-  private watch(): void {
+  private watchSocket(): void {
     this.socket.on('error', (error: NodeJS.ErrnoException) => {
       this.fail(this.translateSocketError(error));
     });
@@ -215,8 +222,13 @@ export class ScuAssociation {
       const reason = this.releasing ? 'association released' : `connection closed by ${this.where}`;
       this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, reason, { retryable: true }));
     });
+  }
+
+  private watchNetwork(): void {
     this.network.on('associationRejected', (payload: unknown) => {
       if (!isRejectPayload(payload)) return;
+      // NOTE: a permanent rejection sets aside every object of the batch, even
+      // when the cause is this box's own configuration (a wrong called AE title).
       const retryable = payload.result === RejectResult.Transient;
       this.fail(new EndocapError(ErrorCodes.PACS_ASSOCIATION_REJECTED, describeReject(payload.result, payload.source, payload.reason), { retryable }));
     });
@@ -245,7 +257,7 @@ export class ScuAssociation {
     }
   }
 
-  /** Records the first failure, rejects whoever waits, and tears the connection down. */
+  /** Records the first failure, rejects the operation in progress and closes the connection. */
   private fail(error: EndocapError, sendAbort = true): void {
     if (this.failure) return;
     this.failure = error;

@@ -33,21 +33,25 @@ export interface StoreObject {
 
 export interface StoreResult {
   id: string;
-  /** `warning` counts as stored; `transient` is worth retrying; `permanent` is not. */
+  /** `warning` counts as stored. `transient` is worth retrying, `permanent` is not. */
   outcome: StoreOutcome;
   /** DIMSE status of the C-STORE response, when one arrived. */
   status?: number;
   /** Why, without patient data: host, port, AE titles, status codes and internal ids only. */
   reason: string;
-  /** True when an association was established for the batch, so the peer was reachable. */
-  associated: boolean;
+  /**
+   * True when the batch's association was established, false when connecting
+   * or negotiating failed, absent when the object never got that far (invalid
+   * object, or no room among the presentation contexts).
+   */
+  associated?: boolean;
 }
 
 interface PeerOptions {
   destination: DestinationConfig;
   callingAeTitle: string;
   log: Logger;
-  /** Aborts the association; objects not yet answered fail as transient. */
+  /** Aborts the association. Objects without a response fail as transient. */
   signal?: AbortSignal;
   /** Called with the TCP socket right after it is created, for diagnostics and tests. */
   onSocket?: (socket: Socket) => void;
@@ -220,7 +224,7 @@ async function sendOverAssociation(
       const { outcome, reason } = classifyStoreStatus(status);
       results.set(item.object, { id, outcome, status, reason, associated: true });
       if (outcome === 'stored') log.debug({ objectId: id, transferSyntaxUid }, 'object stored');
-      else log.warn({ objectId: id, status, outcome, reason }, 'C-STORE answered with a non-success status');
+      else log.warn({ objectId: id, status, outcome, reason }, 'C-STORE response has a non-success status');
       if (outcome === 'transient') stopReason = `not sent: ${destination.host}:${destination.port} reported out of resources for an earlier object`;
     } catch (error) {
       const failure = toEndocapError(error);
@@ -253,14 +257,14 @@ export async function storeObjects(options: StoreObjectsOptions): Promise<StoreR
       prepared.push(prepare(object));
     } catch (error) {
       const failure = toEndocapError(error);
-      results.set(object, { id: object.id, outcome: 'permanent', reason: failure.message, associated: false });
+      results.set(object, { id: object.id, outcome: 'permanent', reason: failure.message });
       log.warn({ objectId: object.id, reason: failure.message }, 'object is not a valid Part 10 file');
     }
   }
 
   const { contexts, deferred } = planContexts(prepared);
   for (const item of deferred) {
-    results.set(item.object, { id: item.object.id, outcome: 'transient', reason: 'not sent: too many presentation contexts for one association', associated: false });
+    results.set(item.object, { id: item.object.id, outcome: 'transient', reason: 'not sent: too many presentation contexts for one association' });
   }
   const sendable = prepared.filter((item) => !deferred.includes(item));
 
@@ -277,7 +281,7 @@ export async function storeObjects(options: StoreObjectsOptions): Promise<StoreR
   }
 
   const ordered = objects.map((object) => {
-    return results.get(object) ?? { id: object.id, outcome: 'transient' as const, reason: 'not sent', associated: false };
+    return results.get(object) ?? { id: object.id, outcome: 'transient' as const, reason: 'not sent' };
   });
   const count = (outcome: StoreOutcome): number => ordered.filter((result) => result.outcome === outcome).length;
   log.info(
@@ -287,7 +291,7 @@ export async function storeObjects(options: StoreObjectsOptions): Promise<StoreR
   return ordered;
 }
 
-/** Checks that the destination answers a C-ECHO (Verification, PS3.4 A.4). Never throws. */
+/** Sends a C-ECHO (Verification, PS3.4 A.4) to the destination and reports whether it succeeded. Never throws. */
 export async function echo(options: PeerOptions): Promise<EchoResult> {
   const { destination } = options;
   const log = options.log.child({ component: 'store-scu', destination: destination.name });
@@ -309,7 +313,7 @@ export async function echo(options: PeerOptions): Promise<EchoResult> {
   } else {
     try {
       const status = (await association.send(new CEchoRequest(), destination.requestTimeoutMs, 'C-ECHO')).getStatus();
-      result = status === 0 ? { ok: true, ms: elapsed() } : { ok: false, reason: `C-ECHO answered with status ${formatStatus(status)}`, ms: elapsed() };
+      result = status === 0 ? { ok: true, ms: elapsed() } : { ok: false, reason: `C-ECHO failed with status ${formatStatus(status)}`, ms: elapsed() };
     } catch (error) {
       result = { ok: false, reason: toEndocapError(error).message, ms: elapsed() };
     }

@@ -35,10 +35,11 @@ export function formatStatus(status: number): string {
 }
 
 /**
- * Maps a final C-STORE status to an outcome: success is stored; warnings
- * (0001, 0107, 0116, Bxxx) are stored with a warning; out of resources (A7xx)
- * is worth retrying; every other failure (A9xx, Cxxx, 01xx, 02xx and unknown
- * codes) is permanent.
+ * Maps a final C-STORE status to an outcome. Success is stored, and warnings
+ * (0001, 0107, 0116, Bxxx) and a duplicate SOP instance (0111) count as
+ * stored with a warning. Out of resources (A7xx) and resource limitation
+ * (0213) are worth retrying. Every other failure (A9xx, Cxxx, other 01xx and
+ * 02xx, unknown codes) is permanent.
  */
 export function classifyStoreStatus(status: number): StatusClassification {
   const code = formatStatus(status);
@@ -49,6 +50,14 @@ export function classifyStoreStatus(status: number): StatusClassification {
   }
   if ((status & 0xff00) === 0xa700) {
     return { outcome: 'transient', reason: `peer out of resources (status ${code})` };
+  }
+  if (status === 0x0213) {
+    return { outcome: 'transient', reason: `peer resource limitation (status ${code})` };
+  }
+  // endocap never reuses a SOP Instance UID, so a duplicate means an earlier
+  // attempt already stored this object (for example before a restart).
+  if (status === 0x0111) {
+    return { outcome: 'warning', reason: `already stored: duplicate SOP instance (status ${code})` };
   }
   if ((status & 0xff00) === 0xa900) {
     return { outcome: 'permanent', reason: `peer rejected the object: data set does not match SOP class (status ${code})` };

@@ -10,7 +10,7 @@ import type { StoreObject } from '../../src/pacs/store-scu.js';
 
 const run = promisify(execFile);
 
-/** Patient data planted in every fixture; it must never show up in a log line or a reason. */
+/** Patient data planted in every fixture. It must never show up in a log line or a reason. */
 export const patientMarkers = ['MARKER^SECRET', 'PIDMARKER77'];
 
 export const jpegBaseline = '1.2.840.10008.1.2.4.50';
@@ -69,7 +69,7 @@ export async function dump(path: string): Promise<string> {
   return (await run('dcmdump', ['-Un', path])).stdout;
 }
 
-/** A pino logger that keeps every line in memory. */
+/** Creates a pino logger that keeps every line in memory. */
 export function memoryLogger(level: 'debug' | 'info' = 'debug'): { log: Logger; lines: () => string } {
   const stream = new PassThrough();
   let text = '';

@@ -1,24 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import { join } from 'node:path';
 import dimse from 'dcmjs-dimse';
-import type { Association as DimseAssociation, requests, Scp as DimseScp } from 'dcmjs-dimse';
+import type { association, requests, Scp as DimseScp } from 'dcmjs-dimse';
 
 const { Scp, responses, constants } = dimse;
-
-/** Returns a TCP port that was free on 127.0.0.1 a moment ago. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (address === null || typeof address === 'string') throw new Error('no port assigned');
-  return address.port;
-}
 
 async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
@@ -81,61 +67,33 @@ export async function startStorescp(options: { port: number; aeTitle: string; ou
   return { port: options.port, output, stop: () => stopChild(child) };
 }
 
-export interface RunningOrthanc extends RunningPeer {
-  httpPort: number;
-  /** GET on Orthanc's REST API; returns the parsed JSON or the raw bytes. */
-  get(path: string): Promise<unknown>;
-  getBytes(path: string): Promise<Buffer>;
-}
-
-/** Starts Orthanc with a temporary storage folder; DICOM and HTTP listen on the given ports. */
-export async function startOrthanc(options: { directory: string; dicomPort: number; httpPort: number; aeTitle: string }): Promise<RunningOrthanc> {
-  const config = {
-    Name: 'endocap-test',
-    StorageDirectory: join(options.directory, 'storage'),
-    IndexDirectory: join(options.directory, 'index'),
-    DicomAet: options.aeTitle,
-    DicomPort: options.dicomPort,
-    HttpPort: options.httpPort,
-    DicomCheckCalledAet: true,
-    DefaultEncoding: 'Utf8',
-    RemoteAccessAllowed: false,
-    AuthenticationEnabled: false,
-    Plugins: [],
-  };
-  const configPath = join(options.directory, 'orthanc.json');
-  await writeFile(configPath, JSON.stringify(config, null, 2));
-  const { child, output } = spawnPeer('Orthanc', [configPath]);
-  const base = `http://127.0.0.1:${options.httpPort}`;
-
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`Orthanc exited with code ${child.exitCode}: ${output()}`);
-    const ready = await fetch(`${base}/system`).then((response) => response.ok, () => false);
-    if (ready) break;
-    if (Date.now() > deadline) throw new Error(`Orthanc did not answer GET /system: ${output()}`);
-    await sleep(100);
-  }
-
-  const getBytes = async (path: string): Promise<Buffer> => {
-    const response = await fetch(`${base}${path}`);
-    if (!response.ok) throw new Error(`GET ${path} returned ${response.status}`);
-    return Buffer.from(await response.arrayBuffer());
-  };
+/** Starts a TCP server on 127.0.0.1 that accepts connections and never sends a byte. */
+export async function startSilentServer(): Promise<RunningPeer> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port assigned');
   return {
-    port: options.dicomPort,
-    httpPort: options.httpPort,
-    output,
-    stop: () => stopChild(child),
-    get: async (path) => JSON.parse((await getBytes(path)).toString('utf8')) as unknown,
-    getBytes,
+    port: address.port,
+    output: () => '',
+    stop: async () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      await once(server, 'close');
+    },
   };
 }
 
 /**
  * What a fake SCP does after it accepted the association. Fakes stand in for
- * behaviour no real peer shows on demand: chosen failure statuses, aborts and
- * resets in the middle of a transfer, and peers that stop answering.
+ * behaviour no real peer shows on request: chosen failure statuses, aborts and
+ * resets in the middle of a transfer, and peers that stop responding.
  */
 export type FakeBehaviour =
   | { kind: 'status'; status: number }
@@ -167,12 +125,12 @@ export async function startFakeScp(behaviour: FakeBehaviour): Promise<FakeScp> {
       this.socket = socket;
     }
 
-    override associationRequested(association: InstanceType<typeof DimseAssociation>): void {
+    override associationRequested(requested: InstanceType<typeof association.Association>): void {
       if (behaviour.kind === 'reject') {
         this.sendAssociationReject(behaviour.result, behaviour.source, behaviour.reason);
         return;
       }
-      for (const { context } of association.getPresentationContexts()) {
+      for (const { context } of requested.getPresentationContexts()) {
         const first = context.getTransferSyntaxUids()[0];
         context.setResult(constants.PresentationContextResult.Accept, first);
       }

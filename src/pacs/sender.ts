@@ -1,0 +1,300 @@
+import { EventEmitter } from 'node:events';
+import { Backoff, sleep } from '../backoff.js';
+import { EndocapError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { DestinationConfig } from '../profile/schema.js';
+import type { SenderQueue, SpoolEntry } from '../spool/types.js';
+import { storeObjects, type StoreObject, type StoreOutcome, type StoreResult } from './store-scu.js';
+
+export interface ObjectStoredEvent {
+  id: string;
+  destination: string;
+  status: number;
+  /** True when the peer responded with a warning status. The object still counts as stored. */
+  warning: boolean;
+}
+
+export interface StoreFailedEvent {
+  id: string;
+  destination: string;
+  reason: string;
+  status?: number;
+  /** False when the failure is permanent and the object is set aside. */
+  willRetry: boolean;
+}
+
+export interface ObjectSetAsideEvent {
+  id: string;
+  destination: string;
+  reason: string;
+  status?: number;
+}
+
+export interface LinkChangedEvent {
+  destination: string;
+  up: boolean;
+  reason?: string;
+}
+
+export interface SenderEvents {
+  objectStored: [ObjectStoredEvent];
+  storeFailed: [StoreFailedEvent];
+  objectSetAside: [ObjectSetAsideEvent];
+  linkChanged: [LinkChangedEvent];
+}
+
+export interface SenderStatus {
+  destination: string;
+  /** Outcome of the last object tried, or `none` before the first. */
+  lastResult: StoreOutcome | 'none';
+  lastError?: string;
+  /** Batches in a row that ended with a transient failure, reset to 0 when an object is stored. */
+  consecutiveFailures: number;
+  /** ISO time of the next attempt while backing off. */
+  nextAttemptAt?: string;
+}
+
+export interface SenderOptions {
+  destination: DestinationConfig;
+  callingAeTitle: string;
+  queue: SenderQueue;
+  log: Logger;
+  /** Objects sent per association. */
+  batchSize?: number;
+  /** How long stop() lets an association in progress finish before aborting it, in milliseconds. */
+  stopGraceMs?: number;
+}
+
+const defaultBatchSize = 20;
+const defaultStopGraceMs = 2_000;
+
+/**
+ * Forwards queued objects to one destination, oldest first, one association
+ * per batch. Transient failures keep objects queued and back off with
+ * exponential delays, jitter and a cap, reset after a success. Permanent
+ * failures set the object aside.
+ */
+export class Sender extends EventEmitter<SenderEvents> {
+  private readonly destination: DestinationConfig;
+  private readonly callingAeTitle: string;
+  private readonly queue: SenderQueue;
+  private readonly log: Logger;
+  /** The caller's logger, for storeObjects, which adds its own component field. */
+  private readonly parentLog: Logger;
+  private readonly batchSize: number;
+  private readonly stopGraceMs: number;
+  private readonly backoff: Backoff;
+
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  /** Aborts the association in progress when stop() runs out of grace. */
+  private abortController = new AbortController();
+  /** Ends the current wait: on stop() always, on wake() only when idle. */
+  private interruptWait: (() => void) | undefined;
+  private waitingIdle = false;
+  private woken = false;
+
+  private linkUp: boolean | undefined;
+  private lastResult: StoreOutcome | 'none' = 'none';
+  private lastError: string | undefined;
+  private nextAttemptAt: number | undefined;
+
+  constructor(options: SenderOptions) {
+    super();
+    this.destination = options.destination;
+    this.callingAeTitle = options.callingAeTitle;
+    this.queue = options.queue;
+    this.parentLog = options.log;
+    this.log = options.log.child({ component: 'sender', destination: options.destination.name });
+    this.batchSize = Math.max(1, options.batchSize ?? defaultBatchSize);
+    this.stopGraceMs = options.stopGraceMs ?? defaultStopGraceMs;
+    const { initialMs, maxMs, multiplier } = options.destination.retry;
+    this.backoff = new Backoff({ initialMs, maxMs, multiplier });
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.stopping = false;
+    this.abortController = new AbortController();
+    this.log.info({ host: this.destination.host, port: this.destination.port, calledAeTitle: this.destination.calledAeTitle }, 'sender started');
+    this.loop = this.run().catch((error: unknown) => {
+      this.log.error({ err: error }, 'sender loop ended unexpectedly');
+    });
+  }
+
+  /**
+   * Stops the loop. An association in progress may finish within the grace
+   * period. After that it is aborted, and its objects without a response stay queued.
+   */
+  async stop(): Promise<void> {
+    const loop = this.loop;
+    if (!loop) return;
+    this.stopping = true;
+    this.interruptWait?.();
+    const finished = await Promise.race([loop.then(() => true), sleep(this.stopGraceMs).then(() => false)]);
+    if (!finished) {
+      this.log.info({ graceMs: this.stopGraceMs }, 'aborting association to stop the sender');
+      this.abortController.abort();
+      await loop;
+    }
+    this.loop = undefined;
+    this.log.info('sender stopped');
+  }
+
+  /** Tells the sender that an object was queued. During a backoff it waits for the backoff to end. */
+  wake(): void {
+    this.woken = true;
+    if (this.waitingIdle) this.interruptWait?.();
+  }
+
+  status(): SenderStatus {
+    const status: SenderStatus = {
+      destination: this.destination.name,
+      lastResult: this.lastResult,
+      consecutiveFailures: this.backoff.failures,
+    };
+    if (this.lastError !== undefined) status.lastError = this.lastError;
+    if (this.nextAttemptAt !== undefined) status.nextAttemptAt = new Date(this.nextAttemptAt).toISOString();
+    return status;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      const delay = this.nextAttemptAt === undefined ? 0 : this.nextAttemptAt - Date.now();
+      if (delay > 0) {
+        await this.wait(delay, false);
+        continue;
+      }
+      this.nextAttemptAt = undefined;
+      this.woken = false;
+
+      let batch: SpoolEntry[];
+      try {
+        batch = this.queue.pending(this.destination.name).slice(0, this.batchSize);
+      } catch (error) {
+        this.log.error({ err: error }, 'reading the queue failed');
+        this.scheduleRetry();
+        continue;
+      }
+      if (batch.length === 0) {
+        if (!this.woken) await this.wait(undefined, true);
+        continue;
+      }
+      await this.sendBatch(batch);
+    }
+  }
+
+  /** Waits `ms`, or until wake() when idle. stop() always ends the wait. */
+  private async wait(ms: number | undefined, idle: boolean): Promise<void> {
+    const interrupt = new AbortController();
+    this.interruptWait = () => interrupt.abort();
+    this.waitingIdle = idle;
+    try {
+      if (this.stopping) return;
+      if (ms === undefined) await new Promise<void>((resolve) => interrupt.signal.addEventListener('abort', () => resolve(), { once: true }));
+      else await sleep(ms, interrupt.signal);
+    } finally {
+      this.interruptWait = undefined;
+      this.waitingIdle = false;
+    }
+  }
+
+  private async sendBatch(batch: SpoolEntry[]): Promise<void> {
+    const objects: StoreObject[] = [];
+    for (const entry of batch) {
+      const object = await this.readObject(entry);
+      if (object) objects.push(object);
+    }
+    if (objects.length === 0) return;
+
+    const results = await storeObjects({
+      destination: this.destination,
+      callingAeTitle: this.callingAeTitle,
+      objects,
+      log: this.parentLog,
+      signal: this.abortController.signal,
+    });
+
+    for (const result of results) await this.record(result);
+    this.updateLink(results);
+
+    if (results.some((result) => result.outcome === 'stored' || result.outcome === 'warning')) this.backoff.reset();
+    if (results.some((result) => result.outcome === 'transient')) this.scheduleRetry();
+  }
+
+  private async readObject(entry: SpoolEntry): Promise<StoreObject | undefined> {
+    try {
+      const part10 = await this.queue.read(entry.id);
+      return { id: entry.id, part10, sopClassUid: entry.sopClassUid, sopInstanceUid: entry.sopInstanceUid, transferSyntaxUid: entry.transferSyntaxUid };
+    } catch (error) {
+      const missing = (error as NodeJS.ErrnoException).code === 'ENOENT' || (error instanceof EndocapError && !error.retryable);
+      const reason = `reading the queued object failed: ${errorMessage(error)}`;
+      this.log.error({ objectId: entry.id, err: error }, 'reading a queued object failed');
+      await this.record({ id: entry.id, outcome: missing ? 'permanent' : 'transient', reason });
+      if (!missing) this.scheduleRetry();
+      return undefined;
+    }
+  }
+
+  /**
+   * Records one result in the queue, then emits its events. A queue error is
+   * logged and leaves the object queued, so no event is emitted for it.
+   */
+  private async record(result: StoreResult): Promise<void> {
+    const { id, outcome, status, reason } = result;
+    const destination = this.destination.name;
+    const stored = outcome === 'stored' || outcome === 'warning';
+    this.lastResult = outcome;
+    if (!stored) this.lastError = reason;
+
+    try {
+      if (stored) await this.queue.markStored(id, destination, status ?? 0);
+      else if (outcome === 'transient') await this.queue.markFailed(id, destination, reason, status);
+      else await this.queue.markSetAside(id, destination, reason, status);
+    } catch (error) {
+      this.log.error({ objectId: id, outcome, err: error }, 'recording a delivery result failed');
+      this.scheduleRetry();
+      return;
+    }
+
+    if (stored) {
+      if (outcome === 'warning') this.log.warn({ objectId: id, status, reason }, 'object stored with a warning');
+      this.emitSafely('objectStored', () => this.emit('objectStored', { id, destination, status: status ?? 0, warning: outcome === 'warning' }));
+      return;
+    }
+    this.emitSafely('storeFailed', () => this.emit('storeFailed', { id, destination, reason, status, willRetry: outcome === 'transient' }));
+    if (outcome === 'permanent') {
+      this.log.warn({ objectId: id, status, reason }, 'object set aside');
+      this.emitSafely('objectSetAside', () => this.emit('objectSetAside', { id, destination, reason, status }));
+    }
+  }
+
+  /** Runs `emit`, logging a listener that throws, so that a listener cannot end the send loop. */
+  private emitSafely(name: keyof SenderEvents, emit: () => void): void {
+    try {
+      emit();
+    } catch (error) {
+      this.log.error({ event: name, err: error }, 'sender event listener failed');
+    }
+  }
+
+  private updateLink(results: StoreResult[]): void {
+    const attempted = results.filter((result) => result.associated !== undefined);
+    if (attempted.length === 0) return;
+    const up = attempted.some((result) => result.associated === true);
+    if (up === this.linkUp) return;
+    this.linkUp = up;
+    const reason = up ? undefined : attempted[0]?.reason;
+    this.log.info({ up, reason }, 'link changed');
+    const event: LinkChangedEvent = { destination: this.destination.name, up };
+    if (reason !== undefined) event.reason = reason;
+    this.emitSafely('linkChanged', () => this.emit('linkChanged', event));
+  }
+
+  private scheduleRetry(): void {
+    if (this.nextAttemptAt !== undefined && this.nextAttemptAt > Date.now()) return;
+    const delayMs = this.backoff.next();
+    this.nextAttemptAt = Date.now() + delayMs;
+    this.log.info({ delayMs, consecutiveFailures: this.backoff.failures }, 'retry scheduled');
+  }
+}

@@ -1,0 +1,187 @@
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { Sender, type SenderEvents } from '../../src/pacs/sender.js';
+import type { StoreObject } from '../../src/pacs/store-scu.js';
+import type { DestinationConfig } from '../../src/profile/schema.js';
+import { destinationFor, makeJpegObject, memoryLogger, MemoryQueue, patientMarkers, storeObjectFromFile } from './fixtures.js';
+import { freePort } from '../helpers/ports.js';
+import { startFakeScp, startStorescp } from './peers.js';
+
+const callingAeTitle = 'ENDOCAP';
+
+let workDirectory = '';
+let objects: StoreObject[] = [];
+
+t.before(async () => {
+  workDirectory = await mkdtemp(join(tmpdir(), 'endocap-sender-'));
+  const path = await makeJpegObject(workDirectory, 'still');
+  const template = await storeObjectFromFile('template', path);
+  // Three objects with the same bytes: storescp names files by SOP instance, so each run gets its own folder.
+  objects = ['obj-a', 'obj-b', 'obj-c'].map((id) => ({ ...template, id }));
+});
+
+t.teardown(() => rm(workDirectory, { recursive: true, force: true }));
+
+/** Collects every event a sender emits, in order. */
+function recordEvents(sender: Sender): Array<{ name: keyof SenderEvents; payload: SenderEvents[keyof SenderEvents][0] }> {
+  const events: Array<{ name: keyof SenderEvents; payload: SenderEvents[keyof SenderEvents][0] }> = [];
+  for (const name of ['objectStored', 'storeFailed', 'objectSetAside', 'linkChanged'] as const) {
+    sender.on(name, (payload: SenderEvents[typeof name][0]) => events.push({ name, payload }));
+  }
+  return events;
+}
+
+async function waitUntil(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function startSender(t: Test, destination: DestinationConfig, queue: MemoryQueue, extra: { batchSize?: number; stopGraceMs?: number } = {}) {
+  const { log, lines } = memoryLogger();
+  const sender = new Sender({ destination, callingAeTitle, queue, log, ...extra });
+  const events = recordEvents(sender);
+  sender.start();
+  t.teardown(() => sender.stop());
+  return { sender, events, lines };
+}
+
+t.test('sender delivers queued objects in batches', async (t) => {
+  const directory = join(workDirectory, 'batches');
+  await mkdir(directory);
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+uf'] });
+  t.teardown(() => peer.stop());
+  const queue = new MemoryQueue();
+  const destination = destinationFor(port);
+  const { sender, events, lines } = startSender(t, destination, queue, { batchSize: 2 });
+
+  // The sender starts idle, and wake() notifies it of the new objects.
+  for (const object of objects) queue.add(object, [destination.name]);
+  sender.wake();
+  await waitUntil(() => events.filter((event) => event.name === 'objectStored').length === 3, 'three objectStored events');
+
+  t.same(
+    events.filter((event) => event.name === 'objectStored').map((event) => event.payload),
+    objects.map((object) => ({ id: object.id, destination: destination.name, status: 0, warning: false })),
+  );
+  t.same(objects.map((object) => queue.state(object.id, destination.name)), ['stored', 'stored', 'stored']);
+  t.same(events.filter((event) => event.name === 'linkChanged').map((event) => event.payload), [{ destination: destination.name, up: true }]);
+  t.equal((await readdir(directory)).length, 3, 'storescp wrote three files');
+  t.equal(lines().match(/"msg":"store batch finished"/g)?.length, 2, 'two associations of at most two objects');
+  t.same(sender.status(), { destination: destination.name, lastResult: 'stored', consecutiveFailures: 0 });
+  for (const marker of patientMarkers) t.notOk(lines().includes(marker), `log contains no ${marker}`);
+});
+
+t.test('sender retries until storescp starts', async (t) => {
+  const directory = join(workDirectory, 'late-start');
+  await mkdir(directory);
+  const port = await freePort();
+  const queue = new MemoryQueue();
+  const destination = destinationFor(port, { retry: { initialMs: 100, maxMs: 10_000, multiplier: 2 } });
+  queue.add(objects[0] as StoreObject, [destination.name]);
+  const { sender, events, lines } = startSender(t, destination, queue);
+
+  await waitUntil(() => events.filter((event) => event.name === 'storeFailed').length >= 4, 'four failed attempts');
+  const failures = events.filter((event) => event.name === 'storeFailed').map((event) => event.payload);
+  t.same(failures[0], { id: 'obj-a', destination: destination.name, reason: `connection refused by 127.0.0.1:${port}`, status: undefined, willRetry: true });
+  t.equal(queue.state('obj-a', destination.name), 'queued', 'the object stays queued');
+  t.same(events.find((event) => event.name === 'linkChanged')?.payload, { destination: destination.name, up: false, reason: `connection refused by 127.0.0.1:${port}` });
+  const status = sender.status();
+  t.equal(status.lastResult, 'transient');
+  t.equal(status.lastError, `connection refused by 127.0.0.1:${port}`);
+  t.ok(status.consecutiveFailures >= 4, 'failures are counted');
+
+  // With full jitter over half the delay, each delay lies in [base/2, base] and
+  // the base doubles, so a delay always exceeds the one two attempts earlier.
+  const delays = lines()
+    .split('\n')
+    .filter((line) => line.includes('"msg":"retry scheduled"'))
+    .map((line) => (JSON.parse(line) as { delayMs: number }).delayMs);
+  t.ok(delays.length >= 4, 'a retry was scheduled after each failure');
+  for (let index = 2; index < delays.length; index += 1) {
+    t.ok((delays[index] ?? 0) > (delays[index - 2] ?? 0), `delay ${index} grows: ${delays.join(', ')}`);
+  }
+
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa'] });
+  t.teardown(() => peer.stop());
+  await waitUntil(() => events.some((event) => event.name === 'objectStored'), 'objectStored after the peer started');
+  t.equal(queue.state('obj-a', destination.name), 'stored');
+  t.same(events.filter((event) => event.name === 'linkChanged').at(-1)?.payload, { destination: destination.name, up: true });
+  t.equal(sender.status().consecutiveFailures, 0, 'backoff reset after the success');
+  t.equal(sender.status().nextAttemptAt, undefined);
+});
+
+t.test('sender sets aside permanent failures', async (t) => {
+  // A dcmjs-dimse Scp fake returns 0xC000, because no real peer returns it on request.
+  const fake = await startFakeScp({ kind: 'status', status: 0xc000 });
+  t.teardown(() => fake.stop());
+  const queue = new MemoryQueue();
+  const destination = destinationFor(fake.port);
+  queue.add(objects[0] as StoreObject, [destination.name]);
+  const { sender, events } = startSender(t, destination, queue);
+
+  await waitUntil(() => events.some((event) => event.name === 'objectSetAside'), 'objectSetAside');
+  const reason = 'peer rejected the object: cannot understand (status 0xC000)';
+  t.same(events.find((event) => event.name === 'storeFailed')?.payload, { id: 'obj-a', destination: destination.name, reason, status: 0xc000, willRetry: false });
+  t.same(events.find((event) => event.name === 'objectSetAside')?.payload, { id: 'obj-a', destination: destination.name, reason, status: 0xc000 });
+  t.equal(queue.state('obj-a', destination.name), 'set-aside');
+  t.same(sender.status(), { destination: destination.name, lastResult: 'permanent', lastError: reason, consecutiveFailures: 0 });
+  t.equal(fake.received, 1, 'sent once, never retried');
+});
+
+t.test('sender retries out of resources', async (t) => {
+  // A dcmjs-dimse Scp fake returns 0xA700, because no real peer returns it on request.
+  const fake = await startFakeScp({ kind: 'status', status: 0xa700 });
+  t.teardown(() => fake.stop());
+  const queue = new MemoryQueue();
+  const destination = destinationFor(fake.port, { retry: { initialMs: 200, maxMs: 1_000, multiplier: 2 } });
+  queue.add(objects[0] as StoreObject, [destination.name]);
+  const { sender, events } = startSender(t, destination, queue);
+
+  await waitUntil(() => fake.received >= 2, 'a second attempt');
+  t.same(events.find((event) => event.name === 'storeFailed')?.payload, {
+    id: 'obj-a',
+    destination: destination.name,
+    reason: 'peer out of resources (status 0xA700)',
+    status: 0xa700,
+    willRetry: true,
+  });
+  t.notOk(events.some((event) => event.name === 'objectSetAside'));
+  t.equal(queue.state('obj-a', destination.name), 'queued');
+  t.same(events.filter((event) => event.name === 'linkChanged').map((event) => event.payload), [{ destination: destination.name, up: true }], 'the link stays up');
+  t.ok(sender.status().consecutiveFailures >= 1);
+});
+
+t.test('sender stop aborts a stalled association', async (t) => {
+  // A fake peer accepts the association and never responds to the C-STORE.
+  const fake = await startFakeScp({ kind: 'never-answer' });
+  t.teardown(() => fake.stop());
+  const queue = new MemoryQueue();
+  const destination = destinationFor(fake.port, { requestTimeoutMs: 60_000 });
+  queue.add(objects[0] as StoreObject, [destination.name]);
+  const { sender, events } = startSender(t, destination, queue, { stopGraceMs: 200 });
+
+  await waitUntil(() => fake.received === 1, 'the request to arrive');
+  await sender.stop();
+
+  t.same(events.find((event) => event.name === 'storeFailed')?.payload, {
+    id: 'obj-a',
+    destination: destination.name,
+    reason: 'association aborted: sender stopping',
+    status: undefined,
+    willRetry: true,
+  });
+  t.equal(queue.state('obj-a', destination.name), 'queued', 'the object stays queued for the next start');
+});
+
+t.test('sender stop while idle returns', async (t) => {
+  const queue = new MemoryQueue();
+  const { sender } = startSender(t, destinationFor(await freePort()), queue);
+  await sender.stop();
+  t.pass('stop resolved');
+});

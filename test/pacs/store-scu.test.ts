@@ -1,0 +1,271 @@
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import dimse from 'dcmjs-dimse';
+import t, { type Test } from 'tap';
+import { echo, storeObjects, type StoreObject, type StoreResult } from '../../src/pacs/store-scu.js';
+import { splitPart10 } from '../../src/pacs/part10.js';
+import {
+  destinationFor,
+  dump,
+  explicitLittleEndian,
+  implicitLittleEndian,
+  jpegBaseline,
+  makeJpegObject,
+  makeUncompressedObject,
+  memoryLogger,
+  patientMarkers,
+  pixelFragments,
+  storeObjectFromFile,
+} from './fixtures.js';
+import { freePort } from '../helpers/ports.js';
+import { startFakeScp, startSilentServer, startStorescp, type FakeBehaviour } from './peers.js';
+
+const callingAeTitle = 'ENDOCAP';
+
+let workDirectory = '';
+let smallJpeg: StoreObject;
+let secondJpeg: StoreObject;
+let largeJpeg: StoreObject;
+let explicitObject: StoreObject;
+
+t.before(async () => {
+  workDirectory = await mkdtemp(join(tmpdir(), 'endocap-store-scu-'));
+  smallJpeg = await storeObjectFromFile('obj-small', await makeJpegObject(workDirectory, 'small'));
+  secondJpeg = await storeObjectFromFile('obj-second', await makeJpegObject(workDirectory, 'second', { width: 640, height: 480 }));
+  // About 6 MB of noise: hundreds of PDUs, more than the socket buffers hold.
+  largeJpeg = await storeObjectFromFile('obj-large', await makeJpegObject(workDirectory, 'large', { width: 3840, height: 2160, noise: true }));
+  const explicitPath = await makeUncompressedObject(join(workDirectory, 'small.dcm'), join(workDirectory, 'explicit.dcm'));
+  explicitObject = await storeObjectFromFile('obj-explicit', explicitPath);
+});
+
+t.teardown(() => rm(workDirectory, { recursive: true, force: true }));
+
+function assertNoPatientData(t: Test, text: string): void {
+  for (const marker of patientMarkers) t.notOk(text.includes(marker), `output contains no ${marker}`);
+}
+
+async function outputDirectory(name: string): Promise<string> {
+  const directory = join(workDirectory, name);
+  await mkdir(directory, { recursive: true });
+  return directory;
+}
+
+async function storeToFake(t: Test, behaviour: FakeBehaviour, objects: StoreObject[], requestTimeoutMs = 20_000): Promise<StoreResult[]> {
+  const fake = await startFakeScp(behaviour);
+  t.teardown(() => fake.stop());
+  const { log, lines } = memoryLogger();
+  const results = await storeObjects({ destination: destinationFor(fake.port, { requestTimeoutMs }), callingAeTitle, objects, log });
+  assertNoPatientData(t, lines() + JSON.stringify(results));
+  return results;
+}
+
+t.test('store-scu sends JPEG unchanged to storescp', async (t) => {
+  const directory = await outputDirectory('unchanged');
+  const port = await freePort();
+  // +B writes the data set exactly as received, so the bytes can be compared.
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['-v', '+xa', '+B'] });
+  t.teardown(() => peer.stop());
+  const sockets: Array<{ noDelayAtConnect: boolean }> = [];
+  const onSocket = (socket: Socket): void => {
+    const record = { noDelayAtConnect: false };
+    sockets.push(record);
+    socket.once('connect', () => {
+      // Node keeps the TCP_NODELAY state it applied to the handle under this symbol.
+      const symbol = Object.getOwnPropertySymbols(socket).find((entry) => entry.description === 'kSetNoDelay');
+      record.noDelayAtConnect = symbol !== undefined && (socket as unknown as Record<symbol, unknown>)[symbol] === true;
+    });
+  };
+  const { log, lines } = memoryLogger();
+  // The readiness probe of startStorescp connects but never associates, so it is never acknowledged.
+  const countAssociations = (): number => peer.output().match(/Association Acknowledged/g)?.length ?? 0;
+  const associationsBefore = countAssociations();
+
+  const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [smallJpeg, secondJpeg], log, onSocket });
+
+  t.same(results.map((result) => [result.id, result.outcome, result.status]), [['obj-small', 'stored', 0], ['obj-second', 'stored', 0]]);
+  t.equal(sockets.length, 1, 'one connection for the batch');
+  t.ok(sockets[0]?.noDelayAtConnect, 'TCP_NODELAY set on the socket');
+  t.equal(countAssociations() - associationsBefore, 1, 'storescp saw one association');
+
+  const files = await readdir(directory);
+  t.equal(files.length, 2);
+  for (const sent of [smallJpeg, secondJpeg]) {
+    const storedName = files.find((name) => name.endsWith(sent.sopInstanceUid));
+    t.ok(storedName, `storescp wrote ${sent.id}`);
+    if (!storedName) continue;
+    const storedPath = join(directory, storedName);
+    const text = await dump(storedPath);
+    t.match(text, `(0002,0010) UI [${jpegBaseline}]`, 'stored as JPEG Baseline');
+    t.match(text, `(0008,0018) UI [${sent.sopInstanceUid}]`);
+    const stored = splitPart10(await readFile(storedPath));
+    t.ok(stored.dataset.equals(splitPart10(sent.part10).dataset), 'data set bytes equal what was sent');
+    const sentFragments = await pixelFragments(join(workDirectory, sent.id === 'obj-small' ? 'small.dcm' : 'second.dcm'), await outputDirectory(`fragments-sent-${sent.id}`));
+    const storedFragments = await pixelFragments(storedPath, await outputDirectory(`fragments-stored-${sent.id}`));
+    t.equal(storedFragments.length, sentFragments.length, 'same number of pixel data items');
+    t.ok(storedFragments.every((fragment, index) => sentFragments[index]?.equals(fragment)), 'pixel data items equal');
+  }
+  t.match(lines(), '"msg":"dcmjs-dimse log line"', 'library log lines reach pino at debug');
+  assertNoPatientData(t, lines());
+});
+
+t.test('store-scu silences library log below debug', async (t) => {
+  const port = await freePort();
+  const { log, lines } = memoryLogger('info');
+  await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [smallJpeg], log });
+  t.equal(dimse.log.getLevel(), dimse.log.levels.SILENT, 'loglevel root logger is silent');
+  t.notMatch(lines(), 'dcmjs-dimse log line');
+});
+
+t.test('store-scu converts uncompressed data to the accepted syntax', async (t) => {
+  const directory = await outputDirectory('implicit');
+  const port = await freePort();
+  // +xi accepts Implicit VR Little Endian only, and the object is Explicit VR Little Endian.
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xi'] });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+
+  const [result] = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [explicitObject], log });
+
+  t.equal(result?.outcome, 'stored');
+  const files = await readdir(directory);
+  t.equal(files.length, 1);
+  const storedPath = join(directory, files[0] ?? '');
+  t.match(await dump(storedPath), `(0002,0010) UI [${implicitLittleEndian}]`);
+  const sentPixels = await pixelFragments(join(workDirectory, 'explicit.dcm'), await outputDirectory('pixels-explicit'));
+  const storedPixels = await pixelFragments(storedPath, await outputDirectory('pixels-implicit'));
+  t.ok(sentPixels[0] && storedPixels[0]?.equals(sentPixels[0]), 'pixel values unchanged');
+});
+
+t.test('store-scu never decompresses JPEG', async (t) => {
+  const directory = await outputDirectory('no-context');
+  const port = await freePort();
+  // Without +xa storescp accepts uncompressed transfer syntaxes only.
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+
+  const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [smallJpeg, explicitObject], log });
+
+  t.same(results[0], { id: 'obj-small', outcome: 'permanent', reason: 'no acceptable presentation context', associated: true });
+  t.equal(results[1]?.outcome, 'stored', 'the uncompressed object in the same batch is stored');
+  const files = await readdir(directory);
+  t.same(files.map((name) => name.endsWith(explicitObject.sopInstanceUid)), [true], 'only the uncompressed object reached storescp');
+});
+
+t.test('store-scu connection refused is transient', async (t) => {
+  const port = await freePort();
+  const { log } = memoryLogger();
+  const [result] = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [smallJpeg], log });
+  t.same(result, { id: 'obj-small', outcome: 'transient', reason: `connection refused by 127.0.0.1:${port}`, associated: false });
+});
+
+t.test('store-scu rejected association by storescp is permanent', async (t) => {
+  const directory = await outputDirectory('refuse');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['--refuse'] });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+  const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [smallJpeg, secondJpeg], log });
+  t.same(results.map((result) => result.outcome), ['permanent', 'permanent']);
+  t.equal(results[0]?.reason, 'association rejected (permanent): no reason given');
+  t.equal(results[0]?.associated, false);
+});
+
+t.test('store-scu transient rejection is transient', async (t) => {
+  // A fake peer rejects, because no real peer rejects with "transient, temporary congestion" on request.
+  const [result] = await storeToFake(t, { kind: 'reject', result: 2, source: 3, reason: 1 }, [smallJpeg]);
+  t.equal(result?.outcome, 'transient');
+  t.equal(result?.reason, 'association rejected (transient): temporary congestion');
+});
+
+t.test('store-scu peer abort mid-transfer', async (t) => {
+  // A fake peer sends A-ABORT after the first data PDU and keeps the connection
+  // open, because no real peer aborts on request. The request timeout is long,
+  // so only the abort itself can end the call with this reason.
+  const results = await storeToFake(t, { kind: 'abort-during-data' }, [largeJpeg, smallJpeg]);
+  t.equal(results[0]?.outcome, 'transient');
+  t.match(results[0]?.reason, /^association aborted by 127\.0\.0\.1:\d+$/);
+  t.equal(results[1]?.outcome, 'transient');
+  t.match(results[1]?.reason, /^not sent: association with 127\.0\.0\.1:\d+ ended early/);
+});
+
+t.test('store-scu connection reset mid-transfer', async (t) => {
+  // A fake peer resets the TCP connection after the first data PDU.
+  const [result] = await storeToFake(t, { kind: 'reset-during-data' }, [largeJpeg]);
+  t.equal(result?.outcome, 'transient');
+  t.match(result?.reason, /^connection (reset|closed) by 127\.0\.0\.1:\d+$/);
+});
+
+t.test('store-scu failure statuses', async (t) => {
+  // dcmjs-dimse Scp fakes return chosen statuses, because no real peer returns them on request.
+  const outOfResources = await storeToFake(t, { kind: 'status', status: 0xa700 }, [smallJpeg, secondJpeg]);
+  t.same(outOfResources[0], { id: 'obj-small', outcome: 'transient', status: 0xa700, reason: 'peer out of resources (status 0xA700)', associated: true });
+  t.equal(outOfResources[1]?.outcome, 'transient', 'later objects wait for the next association');
+  t.match(outOfResources[1]?.reason, /^not sent: .* reported out of resources for an earlier object$/);
+  t.equal(outOfResources[1]?.status, undefined);
+
+  const cannotUnderstand = await storeToFake(t, { kind: 'status', status: 0xc000 }, [smallJpeg, secondJpeg]);
+  t.same(cannotUnderstand.map((result) => [result.outcome, result.status]), [['permanent', 0xc000], ['permanent', 0xc000]]);
+  t.equal(cannotUnderstand[0]?.reason, 'peer rejected the object: cannot understand (status 0xC000)');
+
+  const warning = await storeToFake(t, { kind: 'status', status: 0xb007 }, [smallJpeg]);
+  t.same(warning[0], { id: 'obj-small', outcome: 'warning', status: 0xb007, reason: 'stored with warning 0xB007 (data set does not match SOP class)', associated: true });
+});
+
+t.test('store-scu peer that never responds', async (t) => {
+  // A fake peer reads the request and never responds.
+  const [result] = await storeToFake(t, { kind: 'never-answer' }, [smallJpeg], 1_500);
+  t.equal(result?.outcome, 'transient');
+  t.match(result?.reason, /^C-STORE of object obj-small to 127\.0\.0\.1:\d+ got no response within 1500 ms$/);
+});
+
+t.test('store-scu peer that stops reading', async (t) => {
+  // A fake peer stops reading after the association: its TCP window closes mid-transfer.
+  const fake = await startFakeScp({ kind: 'stop-reading' });
+  t.teardown(() => fake.stop());
+  const { log } = memoryLogger();
+  const results = await storeObjects({ destination: destinationFor(fake.port, { requestTimeoutMs: 1_500 }), callingAeTitle, objects: [largeJpeg, smallJpeg], log });
+  t.equal(results[0]?.outcome, 'transient');
+  t.match(results[0]?.reason, /got no response within 1500 ms$/);
+  t.equal(results[1]?.outcome, 'transient');
+  t.equal(fake.received, 0, 'the peer never received a whole data set');
+});
+
+t.test('store-scu peer that never negotiates', async (t) => {
+  // A plain TCP server accepts the connection and never responds to the A-ASSOCIATE-RQ.
+  const silent = await startSilentServer();
+  t.teardown(() => silent.stop());
+  const { log } = memoryLogger();
+  const [result] = await storeObjects({ destination: destinationFor(silent.port, { associationTimeoutMs: 1_000 }), callingAeTitle, objects: [smallJpeg], log });
+  t.same(result, { id: 'obj-small', outcome: 'transient', reason: `association with 127.0.0.1:${silent.port} timed out after 1000 ms`, associated: false });
+});
+
+t.test('store-scu invalid objects are permanent', async (t) => {
+  const port = await freePort();
+  const { log } = memoryLogger();
+  const garbage: StoreObject = { ...smallJpeg, id: 'obj-garbage', part10: Buffer.from('not a DICOM file') };
+  const mismatched: StoreObject = { ...smallJpeg, id: 'obj-mismatch', transferSyntaxUid: explicitLittleEndian };
+  const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [garbage, mismatched], log });
+  t.same(results[0], { id: 'obj-garbage', outcome: 'permanent', reason: 'invalid Part 10 file: no DICM prefix after the 128-byte preamble' });
+  t.same(results[1], { id: 'obj-mismatch', outcome: 'permanent', reason: 'File Meta Information differs from the queued metadata: transfer syntax' });
+});
+
+t.test('echo succeeds and reports refusal', async (t) => {
+  const directory = await outputDirectory('echo');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+
+  const ok = await echo({ destination: destinationFor(port), callingAeTitle, log });
+  t.equal(ok.ok, true);
+  t.equal(ok.reason, undefined);
+  t.type(ok.ms, 'number');
+
+  const closedPort = await freePort();
+  const refused = await echo({ destination: destinationFor(closedPort), callingAeTitle, log });
+  t.equal(refused.ok, false);
+  t.equal(refused.reason, `connection refused by 127.0.0.1:${closedPort}`);
+});
