@@ -259,9 +259,11 @@ export class Sender extends EventEmitter<SenderEvents> {
 
     if (stored) {
       if (outcome === 'warning') this.log.warn({ objectId: id, status, reason }, 'object stored with a warning');
+      else this.log.info({ objectId: id, status: status ?? 0 }, 'object stored');
       this.emitSafely('objectStored', () => this.emit('objectStored', { id, destination, status: status ?? 0, warning: outcome === 'warning' }));
       return;
     }
+    if (outcome === 'transient') this.log.warn({ objectId: id, status, reason }, 'store failed, will retry');
     this.emitSafely('storeFailed', () => this.emit('storeFailed', { id, destination, reason, status, willRetry: outcome === 'transient' }));
     if (outcome === 'permanent') {
       this.log.warn({ objectId: id, status, reason }, 'object set aside');
