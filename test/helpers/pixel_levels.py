@@ -17,11 +17,10 @@ def main():
     dataset = pydicom.dcmread(sys.argv[1])
     pixels = dataset.pixel_array
     photometric = dataset.PhotometricInterpretation
-    # Pillow applies the JPEG colour transform itself for baseline JPEG, so
-    # pydicom 2.3 returns RGB; convert only if the samples are still YCbCr.
-    if photometric.startswith("YBR"):
-        if pixels.ndim == 3 and numpy.abs(pixels[..., 1].astype(int) - 128).max() < 8 and numpy.abs(pixels[..., 2].astype(int) - 128).max() < 8:
-            pixels = convert_color_space(pixels, "YBR_FULL", "RGB")
+    # pydicom 2.3 returns baseline JPEG with YBR_FULL_422 as YCbCr samples
+    # (measured on Debian's python3-pydicom 2.3.1), so convert to RGB here.
+    if photometric in ("YBR_FULL", "YBR_FULL_422"):
+        pixels = convert_color_space(pixels, "YBR_FULL", "RGB")
     regions = []
     for region in sys.argv[2:]:
         x0, y0, x1, y1 = (int(value) for value in region.split(","))
