@@ -66,8 +66,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.state = await AppState.open(profile.stateDirectory);
 
     this.spool = new Spool({ directory: profile.spool.directory, destinations: profile.destinations.map((d) => d.name), log: this.log });
-    const recovery = await this.spool.open();
-    this.log.info({ recovery }, 'spool opened');
+    await this.spool.open();
 
     this.startTelemetry();
 

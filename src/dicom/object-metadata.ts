@@ -8,7 +8,7 @@ const MAGIC = 'DICM';
 /** VRs whose explicit-VR header has 2 reserved bytes and a 32-bit length (PS3.5 7.1.2). */
 const longLengthVrs = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 
-const wanted = {
+const metadataElements = {
   0x0002: 'sopClassUid',
   0x0003: 'sopInstanceUid',
   0x0010: 'transferSyntaxUid',
@@ -48,7 +48,7 @@ export function readObjectMetadata(part10: Buffer): ObjectMetadata {
       fail(`element (0002,${element.toString(16).padStart(4, '0')}) runs past the end of the file`);
     }
 
-    const key = wanted[element as keyof typeof wanted] as keyof ObjectMetadata | undefined;
+    const key = metadataElements[element as keyof typeof metadataElements] as keyof ObjectMetadata | undefined;
     if (key !== undefined) {
       // UI values are padded to even length with a NUL byte; some writers pad with a space.
       found[key] = part10.toString('latin1', valueStart, valueStart + length).replace(/[\0 ]+$/, '');

@@ -4,7 +4,7 @@ import { EndocapError, ErrorCodes } from '../errors.js';
 /** Maximum length of a UID value (PS3.5 9.1). */
 export const MAX_UID_LENGTH = 64;
 
-/** Longest root accepted, so that a generated suffix keeps at least 9 random digits. */
+/** Maximum root length, so that a generated suffix keeps at least 9 random digits. */
 export const MAX_UID_ROOT_LENGTH = 40;
 
 /** Digits of a millisecond timestamp until the year 2286. */

@@ -8,7 +8,12 @@ import { EndocapError, ErrorCodes } from '../errors.js';
 
 export type TextVr = 'AE' | 'CS' | 'LO' | 'LT' | 'PN' | 'SH' | 'ST' | 'UC';
 
-/** Maximum length in characters per VR (PS3.5 Table 6.2-1); for PN it applies to each component group. */
+/**
+ * Maximum length per VR (PS3.5 Table 6.2-1); for PN it applies to each component
+ * group. The standard counts characters, but dciodvfy (dicom3tools 1.00~20220618 in Debian 12)
+ * and receivers with byte-sized columns count bytes, so the limit is applied to the
+ * UTF-8 bytes: stricter for non-ASCII text, and valid under both readings.
+ */
 const maxCharacters: Record<TextVr, number> = {
   AE: 16,
   CS: 16,
@@ -41,8 +46,8 @@ export function checkText(keyword: string, vr: TextVr, value: string): string {
   const parts = vr === 'PN' ? value.split('=') : [value];
   if (vr === 'PN' && parts.length > 3) fail('a person name has at most 3 component groups');
   for (const part of parts) {
-    const length = [...part].length;
-    if (length > limit) fail(`${length} characters, more than the ${limit} allowed by VR ${vr}`);
+    const bytes = Buffer.byteLength(part, 'utf8');
+    if (bytes > limit) fail(`${bytes} bytes as UTF-8, more than the ${limit} allowed by VR ${vr}`);
   }
 
   if (vr === 'LT' || vr === 'ST') {

@@ -13,6 +13,8 @@ import {
   type TextVr,
 } from './values.js';
 
+export { readObjectMetadata } from './object-metadata.js';
+
 /** VL Endoscopic Image Storage (PS3.4 Annex B.5). */
 export const VL_ENDOSCOPIC_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.77.1.1';
 
@@ -57,7 +59,11 @@ export interface AnatomicRegion {
   codeValue: string;
   codingSchemeDesignator: string;
   codeMeaning: string;
-  /** True for a paired body part (lung, kidney, ureter), which then needs Laterality. */
+  /**
+   * True for a paired structure such as kidney (SCT 64033007), which then needs
+   * Laterality. dciodvfy judges this from the code: it treats lung (39607008) as
+   * unpaired and left lung (44029006) as needing Laterality.
+   */
   paired: boolean;
 }
 

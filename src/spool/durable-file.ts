@@ -15,7 +15,7 @@ export async function syncDirectory(directory: string): Promise<void> {
 }
 
 /**
- * Writes `data` to `target` so that after a power cut the target holds either
+ * Writes `data` to `target` so that after a power cut the target contains either
  * its previous content or all of `data`: write a temp file beside it, fsync it,
  * rename it over the target (the commit point), then fsync the folder so the
  * rename itself survives. Callers must not write the same target concurrently.

@@ -11,7 +11,7 @@ import type { DeliveryRecord, SpoolEntry } from './types.js';
 export const OBJECT_SUFFIX = '.dcm';
 export const STATE_SUFFIX = '.json';
 
-/** What `Spool.open()` found and repaired. */
+/** Counts of the problems `Spool.open()` found and repaired. */
 export interface RecoveryReport {
   /** Objects in the spool after recovery. */
   objects: number;
@@ -40,7 +40,7 @@ export interface RecoveryOptions {
 
 /**
  * Scans the objects folder after a start or a crash and repairs it. A complete
- * object is never deleted unless its state says every destination has stored it.
+ * object is never deleted unless its state records that every destination stored it.
  * Returns the entries sorted by id and every id seen on disk.
  */
 export async function recoverSpool(options: RecoveryOptions): Promise<{ entries: SpoolEntry[]; report: RecoveryReport; seenIds: string[] }> {

@@ -46,7 +46,7 @@ export interface SpoolEvents {
   objectRemoved: [event: { id: string; delivered: boolean }];
 }
 
-/** Longest failure reason kept in a state file, in characters. */
+/** Maximum length of a failure reason kept in a state file, in characters. */
 const MAX_REASON_LENGTH = 500;
 
 /**
@@ -54,9 +54,9 @@ const MAX_REASON_LENGTH = 500;
  * JSON state file (its SpoolEntry) beside it.
  *
  * Durability: `add()` resolves only after the object file has been renamed into
- * place and its folder fsynced; that rename is the commit point. A power cut
- * leaves either no object or a complete one; a committed object whose state was
- * not yet written is queued again for every destination by `open()`.
+ * place and its folder fsynced, and that rename is the commit point. A power cut
+ * leaves either no object or a complete one. When the object was committed but
+ * its state was not yet written, `open()` queues it again for every destination.
  * State changes of one object run one at a time, written by temp file and rename.
  * An object is removed once every destination in its state has stored it. With
  * no destinations configured, objects are kept.
@@ -99,7 +99,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue {
       for (const entry of entries) this.entries.set(entry.id, entry);
       this.opened = true;
       if (report.unconfiguredDestinations.length > 0) {
-        this.log.warn({ destinations: report.unconfiguredDestinations }, 'spooled objects name destinations missing from the profile; they are kept');
+        this.log.warn({ destinations: report.unconfiguredDestinations }, 'spooled objects kept for destinations missing from the profile');
       }
       this.log.info({ ...report, unreadableObjects: report.unreadableObjects.length }, 'spool opened');
       return report;
@@ -164,7 +164,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue {
     return cloneEntry(entry);
   }
 
-  /** Every entry, oldest first. */
+  /** Returns a copy of every entry, oldest first. */
   list(): SpoolEntry[] {
     return [...this.entries.values()].map(cloneEntry);
   }

@@ -1,0 +1,149 @@
+import { mkdtemp, readFile, readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { createLogger } from '../../src/log.js';
+import { Spool } from '../../src/spool/spool.js';
+import type { SpoolEntry } from '../../src/spool/types.js';
+import { UID_ROOT, makeObject } from './fixtures/objects.js';
+
+async function tempDirectory(t: { teardown: (fn: () => Promise<void>) => void }): Promise<{ directory: string; objects: string }> {
+  const directory = await mkdtemp(path.join(tmpdir(), 'endocap-recovery-'));
+  t.teardown(() => rm(directory, { recursive: true, force: true }));
+  return { directory, objects: path.join(directory, 'objects') };
+}
+
+async function openSpool(directory: string, destinations = ['a', 'b']): Promise<{ spool: Spool; report: Awaited<ReturnType<Spool['open']>> }> {
+  const spool = new Spool({ directory, destinations, log: createLogger('silent') });
+  const report = await spool.open();
+  return { spool, report };
+}
+
+/** Adds objects to a fresh spool and closes it, as a run before a crash would. */
+async function seed(directory: string, count: number, destinations = ['a', 'b']): Promise<SpoolEntry[]> {
+  const { spool } = await openSpool(directory, destinations);
+  const entries: SpoolEntry[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const { part10, meta } = makeObject(`${UID_ROOT}.20.${i}`);
+    entries.push(await spool.add(part10, meta));
+  }
+  await spool.close();
+  return entries;
+}
+
+t.test('recovery removes leftover temp files', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const [entry] = await seed(directory, 1);
+  await writeFile(path.join(objects, '20261214T101530.123Z-000000.dcm.tmp'), Buffer.alloc(1000, 1));
+  await writeFile(path.join(objects, `${entry?.id}.json.tmp`), '{"id":');
+  const { spool, report } = await openSpool(directory);
+  t.equal(report.tempFilesRemoved, 2);
+  t.equal(report.objects, 1);
+  t.same((await readdir(objects)).sort(), [`${entry?.id}.dcm`, `${entry?.id}.json`]);
+  t.same(spool.get(entry?.id ?? ''), entry, 'committed entry unchanged');
+});
+
+t.test('recovery requeues object with missing state', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const [entry] = await seed(directory, 1);
+  if (entry === undefined) throw new Error('seed added nothing');
+  await unlink(path.join(objects, `${entry.id}.json`));
+
+  const { spool, report } = await openSpool(directory);
+  t.equal(report.statesRebuilt, 1);
+  const recovered = spool.get(entry.id);
+  t.equal(recovered?.sopInstanceUid, entry.sopInstanceUid);
+  t.equal(recovered?.sopClassUid, entry.sopClassUid);
+  t.equal(recovered?.transferSyntaxUid, entry.transferSyntaxUid);
+  t.equal(recovered?.bytes, entry.bytes);
+  t.same(Object.values(recovered?.deliveries ?? {}).map((record) => record.state), ['queued', 'queued']);
+  const onDisk = JSON.parse(await readFile(path.join(objects, `${entry.id}.json`), 'utf8')) as SpoolEntry;
+  t.same(onDisk, recovered, 'rebuilt state written');
+});
+
+t.test('recovery requeues object with torn state', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const entries = await seed(directory, 3);
+  const [torn, empty, wrongSize] = entries;
+  if (torn === undefined || empty === undefined || wrongSize === undefined) throw new Error('seed added too few');
+  const { spool: first } = await openSpool(directory);
+  await first.markStored(torn.id, 'a', 0);
+  await first.close();
+
+  const tornPath = path.join(objects, `${torn.id}.json`);
+  const text = await readFile(tornPath, 'utf8');
+  await writeFile(tornPath, text.slice(0, Math.floor(text.length / 2)));
+  await truncate(path.join(objects, `${empty.id}.json`), 0);
+  const other = JSON.parse(await readFile(path.join(objects, `${wrongSize.id}.json`), 'utf8')) as SpoolEntry;
+  await writeFile(path.join(objects, `${wrongSize.id}.json`), JSON.stringify({ ...other, bytes: other.bytes + 1 }));
+
+  const { spool, report } = await openSpool(directory);
+  t.equal(report.statesRebuilt, 3);
+  t.equal(report.objects, 3);
+  t.equal(spool.get(torn.id)?.deliveries.a?.state, 'queued', 'a torn state loses its stored record and is sent again');
+  t.equal(spool.get(wrongSize.id)?.bytes, wrongSize.bytes, 'size taken from the object file');
+  for (const entry of entries) t.ok((await spool.read(entry.id)).equals(makeObject(entry.sopInstanceUid).part10), `${entry.id} intact`);
+});
+
+t.test('recovery removes orphan state and delivered objects', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const [orphan, delivered, kept] = await seed(directory, 3);
+  if (orphan === undefined || delivered === undefined || kept === undefined) throw new Error('seed added too few');
+  await unlink(path.join(objects, `${orphan.id}.dcm`));
+  // An interrupted removal can leave an object whose state records that every destination stored it.
+  const state = JSON.parse(await readFile(path.join(objects, `${delivered.id}.json`), 'utf8')) as SpoolEntry;
+  for (const record of Object.values(state.deliveries)) record.state = 'stored';
+  await writeFile(path.join(objects, `${delivered.id}.json`), JSON.stringify(state));
+
+  const { spool, report } = await openSpool(directory);
+  t.equal(report.orphanStatesRemoved, 1);
+  t.equal(report.deliveredRemoved, 1);
+  t.same(spool.list().map((entry) => entry.id), [kept.id]);
+  t.same((await readdir(objects)).sort(), [`${kept.id}.dcm`, `${kept.id}.json`]);
+});
+
+t.test('recovery queues for destination added later', async (t) => {
+  const { directory } = await tempDirectory(t);
+  const [entry] = await seed(directory, 1, ['a']);
+  if (entry === undefined) throw new Error('seed added nothing');
+  const { spool: first } = await openSpool(directory, ['a']);
+  await first.markSetAside(entry.id, 'a', 'rejected');
+  await first.close();
+
+  const { spool, report } = await openSpool(directory, ['a', 'b']);
+  t.equal(report.destinationsAdded, 1);
+  t.equal(spool.get(entry.id)?.deliveries.a?.state, 'set-aside', 'existing record kept');
+  t.equal(spool.get(entry.id)?.deliveries.b?.state, 'queued', 'new destination queued');
+  t.same(spool.pending('b').map((e) => e.id), [entry.id]);
+
+  await spool.close();
+  const { spool: third, report: unconfigured } = await openSpool(directory, ['b']);
+  t.same(unconfigured.unconfiguredDestinations, ['a'], 'a removed destination is reported');
+  t.equal(third.get(entry.id)?.deliveries.a?.state, 'set-aside', 'and its record kept');
+});
+
+t.test('recovery leaves unreadable object in place', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const [entry] = await seed(directory, 1);
+  const garbageId = '20200101T000000.000Z-000000';
+  await writeFile(path.join(objects, `${garbageId}.dcm`), Buffer.from('this is not DICOM'));
+  await writeFile(path.join(objects, 'README'), 'operator note');
+
+  const { spool, report } = await openSpool(directory);
+  t.same(report.unreadableObjects, [garbageId]);
+  t.same(spool.list().map((e) => e.id), [entry?.id]);
+  t.ok((await readdir(objects)).includes(`${garbageId}.dcm`), 'not deleted');
+  t.ok((await readdir(objects)).includes('README'), 'unknown file not deleted');
+});
+
+t.test('ids stay ordered after clock goes back', async (t) => {
+  const { directory } = await tempDirectory(t);
+  const entries = await seed(directory, 2);
+  const spool = new Spool({ directory, destinations: ['a'], log: createLogger('silent'), now: () => new Date(Date.UTC(2001, 0, 1)) });
+  await spool.open();
+  const { part10, meta } = makeObject(`${UID_ROOT}.21`);
+  const added = await spool.add(part10, meta);
+  const last = entries[entries.length - 1]?.id ?? '';
+  t.ok(added.id > last, `${added.id} sorts after ${last}`);
+  t.same(spool.pending('a').map((e) => e.id), [...entries.map((e) => e.id), added.id]);
+});

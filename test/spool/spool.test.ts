@@ -1,0 +1,178 @@
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { Spool } from '../../src/spool/spool.js';
+import { createLogger } from '../../src/log.js';
+import type { SpoolEntry } from '../../src/spool/types.js';
+import { UID_ROOT, makeObject, memoryLogger } from './fixtures/objects.js';
+
+async function tempSpool(t: { teardown: (fn: () => Promise<void>) => void }, destinations = ['a', 'b']) {
+  const directory = await mkdtemp(path.join(tmpdir(), 'endocap-spool-'));
+  t.teardown(() => rm(directory, { recursive: true, force: true }));
+  const spool = new Spool({ directory, destinations, log: createLogger('silent') });
+  await spool.open();
+  return { directory, objects: path.join(directory, 'objects'), spool };
+}
+
+async function readState(objects: string, id: string): Promise<SpoolEntry> {
+  return JSON.parse(await readFile(path.join(objects, `${id}.json`), 'utf8')) as SpoolEntry;
+}
+
+t.test('spool lifecycle with two destinations', async (t) => {
+  const { objects, spool } = await tempSpool(t);
+  const { part10, meta } = makeObject(`${UID_ROOT}.1`);
+  const removed: string[] = [];
+  spool.on('objectRemoved', ({ id }) => removed.push(id));
+
+  const entry = await spool.add(part10, meta);
+  t.equal(entry.bytes, part10.length);
+  t.equal(entry.sopInstanceUid, meta.sopInstanceUid);
+  t.same(Object.keys(entry.deliveries).sort(), ['a', 'b']);
+  t.same((await readdir(objects)).sort(), [`${entry.id}.dcm`, `${entry.id}.json`]);
+  t.same(await readState(objects, entry.id), entry, 'state file is the entry');
+  t.ok((await spool.read(entry.id)).equals(part10), 'read returns the bytes added');
+  t.same(spool.pending('a').map((e) => e.id), [entry.id]);
+  t.same(spool.pending('b').map((e) => e.id), [entry.id]);
+
+  await spool.markStored(entry.id, 'a', 0);
+  t.same(spool.pending('a'), [], 'no longer pending for a');
+  t.same(spool.pending('b').map((e) => e.id), [entry.id], 'still pending for b');
+  const state = await readState(objects, entry.id);
+  t.equal(state.deliveries.a?.state, 'stored');
+  t.equal(state.deliveries.a?.lastStatus, 0);
+  t.equal(state.deliveries.a?.attempts, 1);
+  t.equal(state.deliveries.b?.state, 'queued');
+
+  await spool.markStored(entry.id, 'b', 0);
+  t.same(await readdir(objects), [], 'object and state removed once both stored');
+  t.same(spool.list(), []);
+  t.same(removed, [entry.id]);
+  await t.rejects(spool.read(entry.id), { code: 'SPOOL_UNKNOWN_OBJECT' });
+  await t.rejects(spool.markStored(entry.id, 'a', 0), { code: 'SPOOL_UNKNOWN_OBJECT' });
+});
+
+t.test('spool failure keeps object queued', async (t) => {
+  const { objects, spool } = await tempSpool(t);
+  const { part10, meta } = makeObject(`${UID_ROOT}.2`);
+  const entry = await spool.add(part10, meta);
+  await spool.markFailed(entry.id, 'a', 'connection refused');
+  await spool.markFailed(entry.id, 'a', 'association rejected', 0xa700);
+  const record = (await readState(objects, entry.id)).deliveries.a;
+  t.same(record && { state: record.state, attempts: record.attempts, lastError: record.lastError, lastStatus: record.lastStatus }, {
+    state: 'queued',
+    attempts: 2,
+    lastError: 'association rejected',
+    lastStatus: 0xa700,
+  });
+  t.same(spool.pending('a').map((e) => e.id), [entry.id]);
+});
+
+t.test('spool keeps set-aside objects', async (t) => {
+  const { directory, objects, spool } = await tempSpool(t);
+  const { part10, meta } = makeObject(`${UID_ROOT}.3`);
+  const entry = await spool.add(part10, meta);
+  const setAside: string[] = [];
+  spool.on('objectSetAside', ({ id, destination }) => setAside.push(`${id}/${destination}`));
+
+  await spool.markSetAside(entry.id, 'a', 'SOP class not supported', 0x0122);
+  await spool.markStored(entry.id, 'b', 0);
+  t.same(setAside, [`${entry.id}/a`]);
+  t.same(spool.pending('a'), []);
+  t.same(spool.pending('b'), []);
+  t.same((await readdir(objects)).sort(), [`${entry.id}.dcm`, `${entry.id}.json`], 'object kept');
+  t.same(spool.stats().destinations.a, { queued: 0, setAside: 1, bytesQueued: 0, oldestQueuedAt: null });
+
+  await spool.close();
+  const reopened = new Spool({ directory, destinations: ['a', 'b'], log: createLogger('silent') });
+  const report = await reopened.open();
+  t.equal(report.objects, 1, 'kept across restarts');
+  t.equal(reopened.get(entry.id)?.deliveries.a?.state, 'set-aside');
+
+  await reopened.requeue(entry.id, 'a');
+  t.same(reopened.pending('a').map((e) => e.id), [entry.id], 'queued again by operator');
+  await reopened.markStored(entry.id, 'a', 0);
+  t.same(await readdir(objects), [], 'removed once stored after requeue');
+});
+
+t.test('spool discard removes a set-aside object', async (t) => {
+  const { objects, spool } = await tempSpool(t);
+  const { part10, meta } = makeObject(`${UID_ROOT}.4`);
+  const entry = await spool.add(part10, meta);
+  await spool.markSetAside(entry.id, 'a', 'rejected');
+  await spool.discard(entry.id);
+  t.same(await readdir(objects), []);
+  t.same(spool.list(), []);
+});
+
+t.test('spool serialises concurrent marks on one object', async (t) => {
+  const { objects, spool } = await tempSpool(t);
+  const entries: SpoolEntry[] = [];
+  for (let i = 0; i < 20; i += 1) {
+    const { part10, meta } = makeObject(`${UID_ROOT}.5.${i}`);
+    entries.push(await spool.add(part10, meta));
+  }
+
+  // Two senders record different outcomes on the same objects at the same time.
+  await Promise.all(entries.flatMap((entry) => [spool.markFailed(entry.id, 'a', 'timeout'), spool.markSetAside(entry.id, 'b', 'rejected', 0xc000)]));
+  for (const entry of entries) {
+    const state = await readState(objects, entry.id);
+    t.equal(state.deliveries.a?.state, 'queued', `${entry.id} a kept`);
+    t.equal(state.deliveries.b?.state, 'set-aside', `${entry.id} b kept`);
+  }
+
+  await Promise.all(entries.flatMap((entry) => [spool.requeue(entry.id, 'b')]));
+  await Promise.all(entries.flatMap((entry) => [spool.markStored(entry.id, 'a', 0), spool.markStored(entry.id, 'b', 0)]));
+  t.same(await readdir(objects), [], 'every object removed after both stores');
+  t.same(spool.list(), []);
+});
+
+t.test('spool pending and stats order oldest first', async (t) => {
+  const { spool } = await tempSpool(t);
+  const ids: string[] = [];
+  let bytes = 0;
+  for (let i = 0; i < 5; i += 1) {
+    const { part10, meta } = makeObject(`${UID_ROOT}.6.${i}`);
+    const entry = await spool.add(part10, meta);
+    ids.push(entry.id);
+    bytes += entry.bytes;
+  }
+  t.same(ids, [...ids].sort(), 'ids sort in the order added');
+  t.same(spool.pending('a').map((e) => e.id), ids);
+  await spool.markStored(ids[0] ?? '', 'a', 0);
+  const first = spool.get(ids[0] ?? '');
+  const second = spool.get(ids[1] ?? '');
+  const stats = spool.stats();
+  t.equal(stats.objects, 5);
+  t.equal(stats.bytes, bytes);
+  t.same(stats.destinations.a, { queued: 4, setAside: 0, bytesQueued: bytes - (first?.bytes ?? 0), oldestQueuedAt: second?.queuedAt });
+  t.same(stats.destinations.b, { queued: 5, setAside: 0, bytesQueued: bytes, oldestQueuedAt: first?.queuedAt });
+});
+
+t.test('spool rejects bad calls', async (t) => {
+  const { spool } = await tempSpool(t);
+  const { part10, meta } = makeObject(`${UID_ROOT}.7`);
+  await t.rejects(spool.add(part10, { ...meta, sopInstanceUid: `${UID_ROOT}.8` }), { code: 'DICOM_OBJECT_INVALID' });
+  await t.rejects(spool.add(Buffer.from('not dicom'), meta), { code: 'DICOM_OBJECT_INVALID' });
+  const entry = await spool.add(part10, meta);
+  await t.rejects(spool.markStored(entry.id, 'c', 0), { code: 'SPOOL_UNKNOWN_OBJECT', message: /no delivery record for destination c/ });
+  await t.rejects(spool.read('../../etc/passwd'), { code: 'SPOOL_UNKNOWN_OBJECT' });
+  await spool.close();
+  await t.rejects(spool.add(part10, meta), { code: 'SPOOL_WRITE_FAILED', message: /after close/ });
+});
+
+t.test('spool logs ids and no patient data', async (t) => {
+  const directory = await mkdtemp(path.join(tmpdir(), 'endocap-spool-'));
+  t.teardown(() => rm(directory, { recursive: true, force: true }));
+  const { log, lines } = memoryLogger();
+  const spool = new Spool({ directory, destinations: ['a'], log });
+  await spool.open();
+  const { part10, meta } = makeObject(`${UID_ROOT}.9`);
+  const entry = await spool.add(part10, meta);
+  await spool.markSetAside(entry.id, 'a', 'rejected');
+  const output = JSON.stringify(lines());
+  t.same(lines().map((line) => line.msg), ['spool opened', 'object queued', 'object set aside']);
+  t.same(lines().slice(1).map((line) => line.objectId), [entry.id, entry.id]);
+  t.notMatch(output, /Spool\^Test|SPOOLTEST/, 'patient name and id absent');
+  t.notMatch(output, new RegExp(meta.sopInstanceUid.replace(/\./g, '\\.')), 'SOP Instance UID absent');
+});
