@@ -71,9 +71,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.startTelemetry();
 
     this.video = new VideoSource({ config: profile.video, log: this.log });
-    this.video.on('signalAcquired', (format) => {
+    this.video.on('signalAcquired', () => {
       this.telemetry?.publishEvent({ type: 'video-signal-acquired' });
-      this.log.info({ format }, 'video signal acquired');
       this.publishStatus();
     });
     this.video.on('signalLost', ({ reason }) => {

@@ -1,7 +1,7 @@
 import type { VideoSourceConfig } from '../profile/schema.js';
 import { simulatorGraph } from './simulator.js';
 
-/** What FFmpeg's avformat_open_input is called with. */
+/** Arguments for FFmpeg's avformat_open_input. */
 export interface InputSpec {
   url: string;
   /** Input format name; FFmpeg guesses it when undefined. */
@@ -72,8 +72,11 @@ function v4l2Options(source: VideoSourceConfig): Record<string, string> {
 
 /**
  * Timeouts so that a dead peer fails the open or read instead of blocking a
- * libuv thread forever. FFmpeg takes these in microseconds. `timeout` means
- * the socket I/O timeout for rtsp, udp and srt.
+ * libuv thread forever. FFmpeg takes them in microseconds. `rw_timeout`
+ * covers TCP-based protocols. The udp protocol ignores it and honours only its
+ * own `timeout` (checked with node-av 6.1.1: a quiet UDP read with only
+ * `rw_timeout` set blocked indefinitely, and interrupt() did not end it).
+ * `timeout` is also the socket I/O timeout of rtsp and srt.
  */
 function networkOptions(url: string, ioTimeoutMs: number): Record<string, string> {
   const microseconds = String(Math.round(ioTimeoutMs * 1000));

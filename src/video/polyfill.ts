@@ -1,8 +1,8 @@
 /**
- * Installs `Promise.withResolvers` where the runtime lacks it (Node 20; it is
- * built in from Node 22). node-av 6.1's `Demuxer.packets()` calls it, and
- * without it the packet generator yields nothing and raises no error. Every
- * module that imports node-av imports this module first.
+ * Installs `Promise.withResolvers` where the runtime lacks it, as Node 20
+ * does (it is built in from Node 22). node-av 6.1's `Demuxer.packets()`
+ * calls it, and without it the packet generator yields nothing and raises no
+ * error. Every module that imports node-av imports this module first.
  */
 interface PromiseResolvers<T> {
   promise: Promise<T>;

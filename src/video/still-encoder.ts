@@ -10,8 +10,8 @@ import {
   FF_THREAD_SLICE,
   type AVPixelFormat,
 } from 'node-av/constants';
-import { avGetPixFmtName, type Frame, type Packet } from 'node-av/lib';
-import { EndocapError, ErrorCodes } from '../errors.js';
+import { avGetPixFmtName, Rational, type Frame, type Packet } from 'node-av/lib';
+import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export interface EncodedStill {
@@ -24,13 +24,15 @@ export interface StillEncoderOptions {
   log: Logger;
 }
 
-/** Pixel formats whose samples are limited range (16-235) unless the frame says otherwise. */
+/** Pixel formats whose samples are limited range (16-235) unless the frame is tagged full range. */
 const LIMITED_RANGE_FORMATS = /^(yuv[0-9a]|yuyv|uyvy|yvyu|nv[0-9]|p0|p2|p4|y210|y212|vuy|xv|v30|ayuv|uyyvyy)/;
 
 /**
- * Libjpeg's standard luminance table (ITU-T T.81 Annex K) has a mean of
- * 57.6; FFmpeg's mjpeg encoder scales the MPEG-1 intra matrix (mean 33.0)
- * by qscale / 8. Equal means give qscale = 0.1396 * libjpeg scale percent.
+ * Libjpeg scales the luminance table of ITU-T T.81 Annex K (mean 57.6) by
+ * its scale percent. FFmpeg's mjpeg encoder writes the MPEG-1 intra matrix
+ * (mean 33.0) times qscale / 8, as the DQT segments of its output show.
+ * Equal means give qscale = 0.1396 * libjpeg scale percent, an approximation
+ * because the two tables differ in shape.
  */
 const QSCALE_PER_SCALE_PERCENT = (8 * 57.625) / (100 * 33.03125);
 
@@ -48,6 +50,8 @@ export class StillEncoder {
   private encoder: Encoder | undefined;
   private encoderKey = '';
   private queue: Promise<unknown> = Promise.resolve();
+  /** The mjpeg encoder rejects a pts that does not increase, so stills are numbered. */
+  private stillNumber = 0n;
   private closed = false;
 
   constructor(options: StillEncoderOptions) {
@@ -87,6 +91,10 @@ export class StillEncoder {
         throw new EndocapError(ErrorCodes.STILL_ENCODE_FAILED, 'colour conversion returned no frame');
       }
 
+      converted.pts = this.stillNumber;
+      converted.timeBase = new Rational(1, 1);
+      converted.duration = 1n;
+      this.stillNumber += 1n;
       const encoder = await this.encoderFor(converted);
       converted.quality = qscaleFor(jpegQuality) * FF_QP2LAMBDA;
       await encoder.encode(converted);
@@ -100,7 +108,7 @@ export class StillEncoder {
       this.releaseFilter();
       this.releaseEncoder();
       if (error instanceof EndocapError) throw error;
-      throw new EndocapError(ErrorCodes.STILL_ENCODE_FAILED, 'JPEG encoding failed', { cause: error, retryable: true });
+      throw new EndocapError(ErrorCodes.STILL_ENCODE_FAILED, `JPEG encoding failed: ${errorMessage(error)}`, { cause: error, retryable: true });
     } finally {
       converted?.free();
       packet?.free();
@@ -131,10 +139,10 @@ export class StillEncoder {
 
     this.releaseEncoder();
     this.encoder = await Encoder.create(FF_ENCODER_MJPEG, {
-      // Fixed quantiser per frame (frame.quality); the bit rate is then unused.
+      // Each frame carries a fixed quantiser (frame.quality), so the bit rate is unused.
       bitrate: 0,
       autoFormat: false,
-      // Slice threads return each packet for the frame just sent; frame
+      // Slice threads return the packet for the frame just sent, but frame
       // threads would hold it back until more frames or a flush arrive.
       threadType: FF_THREAD_SLICE,
       threadCount: 2,

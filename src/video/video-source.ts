@@ -1,32 +1,36 @@
 import './polyfill.js';
 import { EventEmitter } from 'node:events';
-import { Decoder, Demuxer } from 'node-av/api';
-import { avGetPixFmtName, type Frame, type Stream } from 'node-av/lib';
-import { AV_NOPTS_VALUE, type AVPixelFormat } from 'node-av/constants';
+import { Decoder, type Demuxer } from 'node-av/api';
+import { avGetPixFmtName, FFmpegError, Packet, type Frame, type Stream } from 'node-av/lib';
+import { AVERROR_EAGAIN, AVERROR_EOF, type AVPixelFormat } from 'node-av/constants';
 import { Backoff, sleep } from '../backoff.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { VideoConfig } from '../profile/schema.js';
 import { FrameRing } from './frame-ring.js';
+import { openInput } from './open-input.js';
+import { Pacer } from './pacer.js';
 import { describeSource, inputSpec, type InputSpec } from './input-spec.js';
 import { findSimulatorFont } from './simulator.js';
 import { StillEncoder } from './still-encoder.js';
 
+/** Cause of a loss of signal. */
+export type SignalLossReason = 'timeout' | 'end of stream' | 'open failed' | 'read failed';
+
 export interface SignalLostEvent {
-  /** Why the source stopped: `timeout`, `end of stream`, `open failed` or `read failed`. */
-  reason: string;
+  reason: SignalLossReason;
 }
 
 export interface SignalAcquiredEvent {
   width: number;
   height: number;
   pixelFormat: string;
-  /** Nominal frame rate of the stream; 0 when the stream does not declare one. */
+  /** Nominal frame rate of the stream, or 0 when the stream declares none. */
   frameRate: number;
 }
 
 export interface OpenFailedEvent {
-  /** Error message; names the source kind and setting only. */
+  /** Error message from FFmpeg or endocap, without the URL. */
   reason: string;
   /** Consecutive failed attempts, 1 for the first. */
   attempt: number;
@@ -50,7 +54,9 @@ export interface VideoSourceStatus {
   framesDecoded: number;
   /** Frames missing from the stream, counted from gaps in presentation timestamps. */
   framesDropped: number;
-  /** Open attempts after the first one since start(). */
+  /** Decoded frames held for stills, at most `ringFrames`. */
+  framesKept: number;
+  /** Open attempts after the first one since the source was created, file loops included. */
   reopenCount: number;
 }
 
@@ -65,13 +71,15 @@ export interface StillImage {
 export interface VideoSourceOptions {
   config: VideoConfig;
   log: Logger;
-  /** Longest time stop() waits for the decode loop, in milliseconds. */
+  /** Maximum time stop() waits for the decode loop and the still encoder, in milliseconds each. */
   stopTimeoutMs?: number;
 }
 
 interface SessionResult {
-  reason: string;
+  reason: SignalLossReason;
   framesDecoded: number;
+  /** Error message when the open or a read failed. */
+  error?: string;
 }
 
 const FPS_WINDOW_MS = 2_000;
@@ -82,19 +90,19 @@ const FPS_WINDOW_MS = 2_000;
  * frame arrives for `signalTimeoutMs`, or on end of stream or error, and then
  * reopens the source with backoff until it delivers frames again.
  *
- * A `file` source stands in for a live one: it is paced at its own frame rate
- * and starts over at end of file without reporting loss of signal, as long as
- * the pass delivered frames.
+ * A `file` source is a test substitute for a live one: it is paced at its own
+ * frame rate and starts over at end of file without reporting loss of signal,
+ * as long as the pass delivered frames.
  */
 export class VideoSource extends EventEmitter<VideoSourceEvents> {
   private readonly config: VideoConfig;
   private readonly log: Logger;
   private readonly stopTimeoutMs: number;
   private readonly ring: FrameRing;
-  private readonly stillEncoder: StillEncoder;
+  private stillEncoder: StillEncoder;
   private abort: AbortController | undefined;
   private loop: Promise<void> | undefined;
-  /** Last state reported to listeners; `unknown` until the first frame or failure after start(). */
+  /** Last state reported to listeners. It is `unknown` until the first frame or failure after start(). */
   private state: 'unknown' | 'acquired' | 'lost' = 'unknown';
   private format: SignalAcquiredEvent | undefined;
   private framesDecoded = 0;
@@ -121,6 +129,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     const fontFile = await this.simulatorFont();
     const abort = new AbortController();
     this.abort = abort;
+    this.stillEncoder = new StillEncoder({ log: this.log });
     this.log.info({ source: describeSource(this.config.source), ringFrames: this.config.ringFrames }, 'video source starting');
     this.loop = this.run(abort.signal, fontFile);
   }
@@ -130,9 +139,12 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     const loop = this.loop;
     if (loop === undefined) return;
     this.abort?.abort();
-    const finished = await Promise.race([loop.then(() => true), sleep(this.stopTimeoutMs).then(() => false)]);
-    if (!finished) this.log.warn({ stopTimeoutMs: this.stopTimeoutMs }, 'video decode loop did not stop in time');
-    await Promise.race([this.stillEncoder.close(), sleep(this.stopTimeoutMs)]);
+    if (!(await settlesWithin(loop, this.stopTimeoutMs))) {
+      this.log.warn({ stopTimeoutMs: this.stopTimeoutMs }, 'video decode loop did not stop in time');
+    }
+    if (!(await settlesWithin(this.stillEncoder.close(), this.stopTimeoutMs))) {
+      this.log.warn({ stopTimeoutMs: this.stopTimeoutMs }, 'still encoder did not close in time');
+    }
     this.ring.clear();
     this.loop = undefined;
     this.abort = undefined;
@@ -154,6 +166,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       fps: Math.round(fps * 10) / 10,
       framesDecoded: this.framesDecoded,
       framesDropped: this.framesDropped,
+      framesKept: this.ring.size,
       reopenCount: this.reopenCount,
     };
   }
@@ -185,7 +198,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     if (this.config.source.kind !== 'simulator') return null;
     const fontFile = await findSimulatorFont();
     if (fontFile === undefined) {
-      this.log.warn('no font found for the simulator text panel; install fonts-dejavu-core');
+      this.log.warn({ package: 'fonts-dejavu-core' }, 'simulator font not found, drawing no text panel');
       return null;
     }
     return fontFile;
@@ -212,7 +225,8 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       this.markLost(result.reason);
       const retryInMs = backoff.next();
       if (result.reason === 'open failed') {
-        this.emit('openFailed', { reason: result.reason, attempt: backoff.failures, retryInMs });
+        const failed = { reason: result.error ?? result.reason, attempt: backoff.failures, retryInMs };
+        this.notify('openFailed', () => this.emit('openFailed', failed));
       }
       this.log.info({ reason: result.reason, failures: backoff.failures, retryInMs }, 'video source reopening');
       await sleep(retryInMs, abort);
@@ -223,10 +237,10 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
   private async session(input: InputSpec, abort: AbortSignal): Promise<SessionResult> {
     let demuxer: Demuxer;
     try {
-      demuxer = await this.open(input, abort);
+      demuxer = await openInput(input, { timeoutMs: this.config.openTimeoutMs, abort, log: this.log });
     } catch (error) {
       if (!abort.aborted) this.log.info({ source: describeSource(this.config.source), err: errorMessage(error) }, 'video source open failed');
-      return { reason: 'open failed', framesDecoded: 0 };
+      return { reason: 'open failed', framesDecoded: 0, error: errorMessage(error) };
     }
 
     let decoder: Decoder | undefined;
@@ -234,54 +248,32 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       const stream = demuxer.video();
       if (stream === undefined) {
         this.log.warn({ source: describeSource(this.config.source) }, 'video source has no video stream');
-        return { reason: 'open failed', framesDecoded: 0 };
+        return { reason: 'open failed', framesDecoded: 0, error: 'source has no video stream' };
       }
       decoder = await Decoder.create(stream, { exitOnError: false });
-      return await this.decodeLoop(demuxer, decoder, stream, abort);
+      const result = await this.decodeLoop(demuxer, decoder, stream, abort);
+      this.log.debug({ reason: result.reason, framesDecoded: result.framesDecoded }, 'video decode loop ended');
+      return result;
     } catch (error) {
-      this.log.warn({ err: errorMessage(error) }, 'video decoding failed');
-      return { reason: 'read failed', framesDecoded: 0 };
+      this.log.warn({ err: errorMessage(error) }, 'video decoder open failed');
+      return { reason: 'open failed', framesDecoded: 0, error: errorMessage(error) };
     } finally {
       decoder?.close();
       await demuxer.close().catch((error: unknown) => this.log.warn({ err: errorMessage(error) }, 'video input close failed'));
+      this.log.debug('video input closed');
     }
   }
 
   /**
-   * Calls Demuxer.open with `openTimeoutMs`. node-av offers no way to abort
-   * an open in progress, so on timeout or stop the open is left to finish on
-   * its libuv thread and its result is closed then.
+   * Reads and decodes until the signal is lost or the source is stopped.
+   * The loop calls av_read_frame itself, rather than through node-av's
+   * packet generator, so that it can tell when no read is in progress: closing
+   * the input while a read is blocked crashed the process (node-av 6.1.1, a
+   * quiet UDP source). The caller closes the input only after this returns.
    */
-  private async open(input: InputSpec, abort: AbortSignal): Promise<Demuxer> {
-    const opening = Demuxer.open(input.url, { format: input.format, options: input.options });
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const cutoff = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new EndocapError(ErrorCodes.VIDEO_OPEN_FAILED, `video source open timed out after ${this.config.openTimeoutMs} ms`, { retryable: true })), this.config.openTimeoutMs);
-      onAbort = () => reject(new EndocapError(ErrorCodes.VIDEO_OPEN_FAILED, 'video source stopped while opening'));
-      abort.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      const demuxer = await Promise.race([opening, cutoff]);
-      settled = true;
-      return demuxer;
-    } catch (error) {
-      if (error instanceof EndocapError) throw error;
-      throw new EndocapError(ErrorCodes.VIDEO_OPEN_FAILED, `video source open failed: ${errorMessage(error)}`, { cause: error, retryable: true });
-    } finally {
-      clearTimeout(timer);
-      if (onAbort !== undefined) abort.removeEventListener('abort', onAbort);
-      if (!settled) {
-        opening
-          .then((late) => late.close())
-          .catch((error: unknown) => this.log.debug({ err: errorMessage(error) }, 'abandoned video open failed'));
-      }
-    }
-  }
-
   private async decodeLoop(demuxer: Demuxer, decoder: Decoder, stream: Stream, abort: AbortSignal): Promise<SessionResult> {
     const { signalTimeoutMs } = this.config;
+    const formatContext = demuxer.getFormatContext();
     const pacer = this.config.source.kind === 'file' ? new Pacer(signalTimeoutMs / 2) : undefined;
     let framesDecoded = 0;
     let timedOut = false;
@@ -289,24 +281,39 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     this.lastPts = undefined;
 
     // A quiet source blocks or polls inside av_read_frame without error, so
-    // only a watchdog can notice it. Interrupting ends the packet generator.
+    // only a watchdog can notice it. Loss is reported at once, because the
+    // blocked read may return only at the protocol's own timeout: interrupt()
+    // ends waits that check FFmpeg's interrupt callback, but not a UDP read.
     const watchdog = setInterval(() => {
-      if (Date.now() - lastProgress > signalTimeoutMs) {
+      if (!timedOut && Date.now() - lastProgress > signalTimeoutMs) {
         timedOut = true;
-        demuxer.interrupt();
+        this.markLost('timeout');
+        formatContext.interrupt();
       }
     }, Math.max(20, Math.min(250, signalTimeoutMs / 4)));
-    const onAbort = (): void => demuxer.interrupt();
+    const onAbort = (): void => formatContext.interrupt();
     abort.addEventListener('abort', onAbort, { once: true });
 
+    const packet = new Packet();
+    packet.alloc();
     try {
-      for await (const packet of demuxer.packets(stream.index)) {
-        if (packet === null) break;
-        try {
-          await decoder.decode(packet);
-        } finally {
-          packet.free();
+      while (!abort.aborted && !timedOut) {
+        const ret = await formatContext.readFrame(packet);
+        if (abort.aborted || timedOut) break;
+        if (ret === AVERROR_EAGAIN) {
+          // Capture devices opened non-blocking have no frame ready yet.
+          await sleep(10, abort);
+          continue;
         }
+        if (ret === AVERROR_EOF) return { reason: 'end of stream', framesDecoded };
+        if (ret < 0) {
+          const error = FFmpegError.strerror(ret);
+          this.log.warn({ err: error, code: ret }, 'video read failed');
+          return { reason: 'read failed', framesDecoded, error };
+        }
+
+        if (packet.streamIndex === stream.index) await decoder.decode(packet);
+        packet.unref();
         for (let frame = await decoder.receive(); frame; frame = await decoder.receive()) {
           if (abort.aborted || timedOut) {
             frame.free();
@@ -317,13 +324,17 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
           framesDecoded += 1;
           this.accept(frame, stream, Date.now());
         }
-        if (abort.aborted || timedOut) break;
       }
+      return { reason: timedOut ? 'timeout' : 'end of stream', framesDecoded };
+    } catch (caught) {
+      const error = errorMessage(caught);
+      this.log.warn({ err: error }, 'video decoding failed');
+      return { reason: 'read failed', framesDecoded, error };
     } finally {
       clearInterval(watchdog);
       abort.removeEventListener('abort', onAbort);
+      packet.free();
     }
-    return { reason: timedOut ? 'timeout' : 'end of stream', framesDecoded };
   }
 
   /** Takes ownership of a decoded frame: counts it, reports a new signal, and keeps it in the ring. */
@@ -343,9 +354,26 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       };
       this.state = 'acquired';
       this.log.info(this.format, 'video signal acquired');
-      this.emit('signalAcquired', { ...this.format });
+      const acquired = { ...this.format };
+      this.notify('signalAcquired', () => this.emit('signalAcquired', acquired));
+      this.ring.push(frame, arrivedAt);
+      this.warmUpStillEncoder(frame);
+      return;
     }
     this.ring.push(frame, arrivedAt);
+  }
+
+  /**
+   * Encodes one throw-away still, so that the filter and encoder contexts
+   * exist before the first real still is requested (about 40 ms at 1080p).
+   */
+  private warmUpStillEncoder(frame: Frame): void {
+    const reference = frame.clone();
+    if (reference === null) return;
+    this.stillEncoder
+      .encode(reference, 90)
+      .catch((error: unknown) => this.log.warn({ err: errorMessage(error) }, 'still encoder warm-up failed'))
+      .finally(() => reference.free());
   }
 
   /** Adds the frames missing between this frame and the previous one, judged by pts and frame duration. */
@@ -359,42 +387,38 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     this.lastPts = pts;
   }
 
-  /** Reports loss once per outage; the first failure after start() counts as one, so listeners learn the state. */
-  private markLost(reason: string): void {
+  /** Runs an emit; a listener that throws is logged, so it cannot end the decode loop. */
+  private notify(event: keyof VideoSourceEvents, emit: () => void): void {
+    try {
+      emit();
+    } catch (error) {
+      this.log.error({ event, err: errorMessage(error) }, 'video event listener failed');
+    }
+  }
+
+  /**
+   * Reports loss once per outage. The first failure after start() counts as
+   * one, so that listeners learn the state. The kept frames are dropped, so that a
+   * still requested during the outage fails instead of showing an old image.
+   */
+  private markLost(reason: SignalLossReason): void {
     if (this.state === 'lost') return;
     const wasAcquired = this.state === 'acquired';
     this.state = 'lost';
+    this.ring.clear();
     this.log.warn({ reason, wasAcquired }, 'video signal lost');
-    this.emit('signalLost', { reason });
+    this.notify('signalLost', () => this.emit('signalLost', { reason }));
   }
 }
 
-/**
- * Holds frames of a file back to its own frame rate, measured from the first
- * frame of the pass. A timestamp jump longer than `maxDelayMs` restarts the
- * clock instead of stalling past the signal timeout.
- */
-class Pacer {
-  private originPts: bigint | undefined;
-  private originMs = 0;
-
-  constructor(private readonly maxDelayMs: number) {}
-
-  async wait(frame: Frame, abort: AbortSignal): Promise<void> {
-    const timeBase = frame.timeBase;
-    if (timeBase.den === 0 || frame.pts === AV_NOPTS_VALUE) return;
-    if (this.originPts === undefined) {
-      this.originPts = frame.pts;
-      this.originMs = Date.now();
-      return;
-    }
-    const offsetMs = (Number(frame.pts - this.originPts) * timeBase.num * 1000) / timeBase.den;
-    const delayMs = this.originMs + offsetMs - Date.now();
-    if (delayMs > this.maxDelayMs || offsetMs < 0) {
-      this.originPts = frame.pts;
-      this.originMs = Date.now();
-      return;
-    }
-    if (delayMs > 1) await sleep(delayMs, abort);
-  }
+/** Resolves true when `promise` settles within `ms`, false otherwise. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const timer = new AbortController();
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const result = await Promise.race([settled, sleep(ms, timer.signal).then(() => false)]);
+  timer.abort();
+  return result;
 }
