@@ -3,8 +3,16 @@
  * the senders that forward them. The spool imports no network code.
  */
 
-/** Delivery state of one object for one destination. */
-export type DeliveryState = 'queued' | 'stored' | 'set-aside';
+/**
+ * Delivery state of one object for one destination:
+ * - queued: waiting to be sent (again);
+ * - sending: taken by a sender; read back as queued after a restart;
+ * - stored: the destination answered success (or a warning);
+ * - committed: the destination confirmed Storage Commitment for it;
+ * - set-aside: rejected permanently; kept until an operator acts.
+ * With commitment disabled for a destination, stored is final for it.
+ */
+export type DeliveryState = 'queued' | 'sending' | 'stored' | 'committed' | 'set-aside';
 
 export interface DeliveryRecord {
   state: DeliveryState;
@@ -50,4 +58,15 @@ export interface SenderQueue {
   markFailed(id: string, destination: string, reason: string, status?: number): Promise<void>;
   /** Records a permanent rejection; the object is kept and not retried. */
   markSetAside(id: string, destination: string, reason: string, status?: number): Promise<void>;
+}
+
+/** What the Storage Commitment requester needs from the spool. */
+export interface CommitmentQueue {
+  /** Entries stored at `destination` and not yet committed, oldest first. */
+  awaitingCommitment(destination: string): SpoolEntry[];
+  /** Records a confirmed commitment. */
+  markCommitted(id: string, destination: string): Promise<void>;
+  /** Puts an object back in the queue for `destination`, for example after a commitment failure. */
+  requeue(id: string, destination: string, reason?: string): Promise<void>;
+  get(id: string): SpoolEntry | undefined;
 }
