@@ -154,4 +154,9 @@ process.stdout.write(
     '',
   ].join('\n'),
 );
-if (!values.keep) rmSync(work, { recursive: true, force: true });
+if (values.keep) {
+  writeFileSync(path.join(work, 'daemon.log'), daemonLog);
+  process.stderr.write(`bench: kept ${work}\n`);
+} else {
+  rmSync(work, { recursive: true, force: true });
+}

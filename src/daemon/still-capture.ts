@@ -60,18 +60,23 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
 
   private async captureNow(pressedAt: number): Promise<void> {
     const { profile, video, spool, state } = this.options;
+    const startedAt = Date.now();
     try {
-      const still = await video.captureStill(pressedAt, { jpegQuality: profile.still.jpegQuality });
-      const slot = await allocateUnidentifiedSlot(
-        {
-          state,
-          boxId: this.options.boxId,
-          stationName: profile.station.stationName,
-          newUid: this.options.newUid,
-          newStudyAfterIdleMs: profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
-        },
-        new Date(pressedAt),
-      );
+      // The JPEG encode and the durable instance-number allocation run side by side.
+      const [still, slot] = await Promise.all([
+        video.captureStill(pressedAt, { jpegQuality: profile.still.jpegQuality }),
+        allocateUnidentifiedSlot(
+          {
+            state,
+            boxId: this.options.boxId,
+            stationName: profile.station.stationName,
+            newUid: this.options.newUid,
+            newStudyAfterIdleMs: profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
+          },
+          new Date(pressedAt),
+        ),
+      ]);
+      const encodedAt = Date.now();
       const sopInstanceUid = this.options.newUid();
       const part10 = buildVlEndoscopicImage({
         jpeg: still.jpeg,
@@ -99,16 +104,30 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
         },
         instanceNumber: slot.instanceNumber,
       });
+      const builtAt = Date.now();
       const entry = await spool.add(part10, {
         sopClassUid: VL_ENDOSCOPIC_IMAGE_STORAGE,
         sopInstanceUid,
         transferSyntaxUid: JPEG_BASELINE,
       });
+      const spooledAt = Date.now();
+      const latencyMs = spooledAt - pressedAt;
+      this.log.info(
+        {
+          objectId: entry.id,
+          bytes: entry.bytes,
+          instanceNumber: slot.instanceNumber,
+          latencyMs,
+          queuedMs: startedAt - pressedAt,
+          encodeMs: encodedAt - startedAt,
+          buildMs: builtAt - encodedAt,
+          spoolMs: spooledAt - builtAt,
+        },
+        'still captured',
+      );
       await state.update((data) => {
         data.counters.stillsCaptured += 1;
       });
-      const latencyMs = Date.now() - pressedAt;
-      this.log.info({ objectId: entry.id, bytes: entry.bytes, instanceNumber: slot.instanceNumber, latencyMs }, 'still captured');
       this.emit('stillCaptured', { objectId: entry.id, bytes: entry.bytes, latencyMs });
     } catch (error) {
       const code = error instanceof EndocapError ? error.code : ErrorCodes.DICOM_BUILD_FAILED;
