@@ -12,7 +12,7 @@ import { loadProfile } from '../profile/load-profile.js';
 import type { Profile } from '../profile/schema.js';
 import { waitForSignal } from './run-command.js';
 
-const HELP = `Usage: endocap demo [--captures N] [--interval-ms MS] [--output DIR]
+const HELP = `Usage: endocap demo [--captures N] [--clips N] [--clip-seconds S] [--interval-ms MS] [--output DIR]
 
 Runs the whole chain with no hardware and no outside servers: the simulated
 tower video (hw-profiles/simulator.yaml), a pedal, an in-process DICOM
@@ -22,7 +22,11 @@ receiver standing in for PACS and an in-process MQTT broker, both on
 Options:
   --captures N      Press the pedal N times, wait until the receiver has every
                     object, print where they are and exit. Without it, the
-                    space bar takes a still and q quits (needs a terminal).
+                    space bar takes a still, c starts and stops a clip and q
+                    quits (needs a terminal).
+  --clips N         Record N clips, each with the profile's pre-record, after
+                    the stills; wait until the receiver has every object.
+  --clip-seconds S  Seconds each clip records after its start (default 3).
   --interval-ms MS  Time between simulated presses (default 1000).
   --output DIR      Folder for received objects, spool, state and log
                     (default ./demo-output).`;
@@ -34,6 +38,8 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     args: argv,
     options: {
       captures: { type: 'string' },
+      clips: { type: 'string' },
+      'clip-seconds': { type: 'string', default: '3' },
       'interval-ms': { type: 'string', default: '1000' },
       output: { type: 'string', default: 'demo-output' },
       help: { type: 'boolean' },
@@ -49,13 +55,24 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     process.stderr.write(`endocap demo: --captures must be a whole number from 1 to 10000, got "${values.captures}"\n`);
     return 64;
   }
+  const clips = values.clips === undefined ? undefined : Number(values.clips);
+  if (clips !== undefined && (!Number.isInteger(clips) || clips < 1 || clips > 100)) {
+    process.stderr.write(`endocap demo: --clips must be a whole number from 1 to 100, got "${values.clips}"\n`);
+    return 64;
+  }
+  const clipSeconds = Number(values['clip-seconds']);
+  if (!Number.isFinite(clipSeconds) || clipSeconds <= 0 || clipSeconds > 600) {
+    process.stderr.write(`endocap demo: --clip-seconds must be a number of seconds from above 0 to 600, got "${values['clip-seconds']}"\n`);
+    return 64;
+  }
   const intervalMs = Number(values['interval-ms']);
   if (!Number.isFinite(intervalMs) || intervalMs < 0) {
     process.stderr.write(`endocap demo: --interval-ms must be a number of milliseconds, got "${values['interval-ms']}"\n`);
     return 64;
   }
-  if (captures === undefined && !process.stdin.isTTY) {
-    process.stderr.write('endocap demo: no terminal for the keyboard pedal; pass --captures N to press it N times\n');
+  const scripted = captures !== undefined || clips !== undefined;
+  if (!scripted && !process.stdin.isTTY) {
+    process.stderr.write('endocap demo: no terminal for the keyboard pedal; pass --captures N or --clips N to press it N times\n');
     return 64;
   }
 
@@ -76,7 +93,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
 
   const base = await loadProfile(SIMULATOR_PROFILE);
   const profile = demoProfile(base, output, dicomPort, mqttPort);
-  const daemon = new Daemon({ profile, log, interactive: captures === undefined });
+  const daemon = new Daemon({ profile, log, interactive: !scripted, clips: clips !== undefined ? true : undefined });
 
   let received = 0;
   receiver.on('objectReceived', ({ file }) => {
@@ -85,16 +102,20 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
   });
   daemon.on('stillCaptured', ({ objectId, latencyMs }) => say(`still ${objectId} captured and spooled (${latencyMs} ms after the press)`));
   daemon.on('captureFailed', ({ reason }) => say(`capture failed: ${reason}`));
+  daemon.on('clipStarted', ({ clipId, part, preRecordMs }) => say(`clip ${clipId} part ${part} started with ${(preRecordMs / 1000).toFixed(1)} s of pre-record`));
+  daemon.on('clipCaptured', ({ clipId, part, objectId, bytes }) => say(`clip ${clipId} part ${part} spooled as ${objectId} (${bytes} bytes)`));
+  daemon.on('clipFailed', ({ clipId, reason }) => say(`clip ${clipId ?? '(not started)'} failed: ${reason}`));
 
   say(`DICOM receiver on 127.0.0.1:${dicomPort}, MQTT broker on 127.0.0.1:${mqttPort}, log in ${path.relative(process.cwd(), logFile)}`);
   await daemon.start();
 
   let exitCode = 0;
-  if (captures === undefined) {
-    say('space bar: take a still, q: quit');
+  if (!scripted) {
+    say('space bar: take a still, c: start or stop a clip, q: quit');
     await Promise.race([waitForSignal(log), new Promise<void>((resolve) => daemon.once('quitRequested', resolve))]);
   } else {
-    exitCode = await pressAndWait(daemon, captures, intervalMs, () => received);
+    const plan = { captures: captures ?? 0, clips: clips ?? 0, clipSeconds, preRecordSeconds: profile.clip.preRecordSeconds };
+    exitCode = await pressAndWait(daemon, plan, intervalMs, () => received);
   }
 
   await daemon.stop();
@@ -108,7 +129,15 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-async function pressAndWait(daemon: Daemon, captures: number, intervalMs: number, received: () => number): Promise<number> {
+interface DemoPlan {
+  captures: number;
+  clips: number;
+  clipSeconds: number;
+  preRecordSeconds: number;
+}
+
+async function pressAndWait(daemon: Daemon, plan: DemoPlan, intervalMs: number, received: () => number): Promise<number> {
+  const { captures, clips } = plan;
   const signalDeadline = Date.now() + 30_000;
   while (!daemon.status().videoSignal) {
     if (Date.now() > signalDeadline) {
@@ -122,10 +151,23 @@ async function pressAndWait(daemon: Daemon, captures: number, intervalMs: number
     void daemon.press('still');
     if (press < captures) await sleep(intervalMs);
   }
+  if (clips > 0) {
+    // Let the pre-record stream fill, so that the first clip has all of it.
+    say(`waiting ${plan.preRecordSeconds} s for the pre-record to fill`);
+    await sleep(plan.preRecordSeconds * 1000);
+  }
+  for (let clip = 1; clip <= clips; clip += 1) {
+    say(`clip ${clip} of ${clips}: start, ${plan.clipSeconds} s, stop`);
+    void daemon.press('clip');
+    await sleep(plan.clipSeconds * 1000);
+    void daemon.press('clip');
+    await sleep(Math.min(intervalMs, 1_000));
+  }
+  const expected = captures + clips;
   const deliveryDeadline = Date.now() + 60_000;
-  while (received() < captures) {
+  while (received() < expected) {
     if (Date.now() > deliveryDeadline) {
-      say(`only ${received()} of ${captures} objects reached the receiver within 60 s; see the log`);
+      say(`only ${received()} of ${expected} objects reached the receiver within 60 s; see the log`);
       return 1;
     }
     await sleep(100);
@@ -139,7 +181,7 @@ function demoProfile(base: Profile, output: string, dicomPort: number, mqttPort:
     footswitch: base.footswitch.kind === 'keyboard' ? base.footswitch : { kind: 'keyboard', gestures: { short: 'still', long: 'none', double: 'none' } },
     destinations: [{ ...(base.destinations[0] ?? defaultDestination()), host: '127.0.0.1', port: dicomPort, calledAeTitle: 'PACS' }],
     mqtt: base.mqtt ? { ...base.mqtt, url: `mqtt://127.0.0.1:${mqttPort}` } : undefined,
-    spool: { directory: path.join(output, 'spool') },
+    spool: { ...base.spool, directory: path.join(output, 'spool') },
     stateDirectory: path.join(output, 'state'),
   };
 }

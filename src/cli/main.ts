@@ -11,6 +11,8 @@ Commands:
                               DICOM receiver and MQTT broker on 127.0.0.1.
   profile check FILE          Validate a profile; lists every problem, exit 78 if any.
   profile schema              Print the profile's JSON Schema.
+  queue list|retry|export|import
+                              List, retry, export or import spooled objects.
   version                     Print the version.
 
 Exit codes: 0 success, 1 runtime failure, 64 usage error, 78 invalid profile.
@@ -26,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./demo-command.js')).runDemoCommand(rest);
     case 'profile':
       return (await import('./profile-command.js')).runProfileCommand(rest);
+    case 'queue':
+      return (await import('./queue-command.js')).runQueueCommand(rest);
     case 'version':
     case '--version':
       process.stdout.write(`${SOFTWARE_VERSION}\n`);

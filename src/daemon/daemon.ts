@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import path from 'node:path';
 import { createUidGenerator } from '../dicom/uid.js';
 import { errorMessage } from '../errors.js';
 import { KeyboardPedal } from '../footswitch/keyboard-pedal.js';
@@ -11,6 +12,9 @@ import { AppState } from '../state/app-state.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { VideoSource } from '../video/video-source.js';
 import { resolveBoxId } from './box-identity.js';
+import { CommitmentService } from './commitment-service.js';
+import { ControlServer, type DaemonStatus } from './control-server.js';
+import { ClipPipeline, profileRecordsClips } from './clip-pipeline.js';
 import { StillCapture } from './still-capture.js';
 import { notifySystemd } from './systemd.js';
 import { SOFTWARE_VERSION } from '../version.js';
@@ -20,6 +24,11 @@ export interface DaemonOptions {
   log: Logger;
   /** Overrides the keyboard pedal's stdin, for the demo. */
   interactive?: boolean;
+  /**
+   * Runs the clip pre-record even when no gesture maps to clip, for the demo.
+   * Defaults to on when a gesture maps to clip or the keyboard pedal (c key) is interactive.
+   */
+  clips?: boolean;
 }
 
 interface DaemonEvents {
@@ -27,6 +36,10 @@ interface DaemonEvents {
   captureFailed: [{ reason: string }];
   objectStored: [{ objectId: string; destination: string }];
   objectSetAside: [{ objectId: string; destination: string; reason: string }];
+  objectCommitted: [{ objectId: string; destination: string }];
+  clipStarted: [{ clipId: string; part: number; preRecordMs: number }];
+  clipCaptured: [{ clipId: string; part: number; objectId: string; bytes: number }];
+  clipFailed: [{ clipId?: string; reason: string }];
   quitRequested: [];
 }
 
@@ -46,16 +59,22 @@ export class Daemon extends EventEmitter<DaemonEvents> {
   private telemetry: Telemetry | undefined;
   private video: VideoSource | undefined;
   private senders: Sender[] = [];
+  private commitment: CommitmentService | undefined;
   private pedal: Pedal | undefined;
   private capture: StillCapture | undefined;
+  private clips: ClipPipeline | undefined;
+  private readonly clipsRequested: boolean | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
   private lastError: string | undefined;
+  private control: ControlServer | undefined;
+  private readonly startedAt = new Date().toISOString();
 
   constructor(options: DaemonOptions) {
     super();
     this.profile = options.profile;
     this.log = options.log;
     this.interactive = options.interactive ?? true;
+    this.clipsRequested = options.clips;
   }
 
   async start(): Promise<void> {
@@ -65,12 +84,33 @@ export class Daemon extends EventEmitter<DaemonEvents> {
 
     this.state = await AppState.open(profile.stateDirectory);
 
-    this.spool = new Spool({ directory: profile.spool.directory, destinations: profile.destinations.map((d) => d.name), log: this.log });
+    this.spool = new Spool({
+      directory: profile.spool.directory,
+      destinations: profile.destinations.map((d) => ({ name: d.name, commitment: d.storageCommitment?.enabled ?? false })),
+      retentionHours: profile.spool.retentionHours,
+      maxBytes: profile.spool.maxBytes,
+      minFreeBytes: profile.spool.minFreeBytes,
+      log: this.log,
+    });
+    this.spool.on('alarmRaised', ({ id, severity, reason }) => {
+      this.lastError = `${id}: ${reason}`;
+      this.telemetry?.publishEvent({ type: 'alarm-raised', id, severity, reason });
+      this.publishStatus();
+    });
+    this.spool.on('alarmCleared', ({ id }) => {
+      this.telemetry?.publishEvent({ type: 'alarm-cleared', id });
+      this.publishStatus();
+    });
     await this.spool.open();
 
     this.startTelemetry();
 
-    this.video = new VideoSource({ config: profile.video, log: this.log });
+    this.video = new VideoSource({
+      config: profile.video,
+      log: this.log,
+      image: profile.image,
+      stillWindowMs: profile.still.selection === 'sharpest' ? profile.still.sharpestWindowMs : undefined,
+    });
     this.video.on('signalAcquired', () => {
       this.telemetry?.publishEvent({ type: 'video-signal-acquired' });
       this.publishStatus();
@@ -81,7 +121,10 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     await this.video.start();
 
+    // One generator for every UID this process makes, so that none repeats.
+    const newUid = createUidGenerator(profile.station.uidRoot);
     this.startSenders();
+    await this.startCommitment(newUid);
 
     this.capture = new StillCapture({
       profile,
@@ -90,7 +133,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       video: this.video,
       spool: this.spool,
       state: this.state,
-      newUid: createUidGenerator(profile.station.uidRoot),
+      newUid,
       log: this.log,
     });
     this.capture.on('stillCaptured', ({ objectId, bytes, latencyMs }) => {
@@ -106,7 +149,17 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       this.publishStatus();
     });
 
+    await this.startClips(newUid);
     await this.startPedal();
+
+    this.control = new ControlServer({
+      socketPath: path.join(profile.stateDirectory, 'control.sock'),
+      spool: this.spool,
+      status: () => this.controlStatus(),
+      objectsQueued: () => this.senders.forEach((sender) => sender.wake()),
+      log: this.log,
+    });
+    await this.control.start();
 
     this.statusTimer = setInterval(() => this.publishStatus(), 5_000);
     this.statusTimer.unref();
@@ -119,24 +172,54 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.log.info('daemon stopping');
     notifySystemd('STOPPING=1', this.log);
     if (this.statusTimer) clearInterval(this.statusTimer);
+    await this.stopStep('control socket', () => this.control?.stop());
     await this.stopStep('footswitch', () => this.pedal?.stop());
     await this.stopStep('still capture', () => this.capture?.drain());
+    // A clip still recording is closed and stored; a long one takes seconds to write.
+    await this.stopStep('clips', () => this.clips?.stop(), 30_000);
+    await this.stopStep('storage commitment', () => this.commitment?.stop());
     await this.stopStep('senders', () => Promise.all(this.senders.map((sender) => sender.stop())));
     await this.stopStep('video', () => this.video?.stop());
     await this.stopStep('telemetry', () => this.telemetry?.stop());
+    await this.stopStep('spool', () => this.spool?.close());
     this.log.info('daemon stopped');
   }
 
   /** Runs the action of a pedal gesture; the demo calls it for simulated presses. */
   press(action: PedalAction, pressedAt: number = Date.now()): Promise<void> {
     if (action === 'still' && this.capture) return this.capture.capture(pressedAt);
+    if (action === 'clip') {
+      if (this.clips) this.clips.toggle(pressedAt);
+      else this.log.warn('clip requested but clips are not enabled by the profile');
+    }
     return Promise.resolve();
   }
 
   /** A summary for the demo and tests: video signal and objects still waiting for a destination. */
   status(): { videoSignal: boolean; queueDepth: number } {
-    const queueDepth = this.spool ? this.spool.list().filter((entry) => Object.values(entry.deliveries).some((delivery) => delivery.state === 'queued')).length : 0;
+    const queueDepth = this.spool ? this.spool.list().filter((entry) => Object.values(entry.deliveries).some((delivery) => delivery.state === 'queued' || delivery.state === 'sending')).length : 0;
     return { videoSignal: this.video?.status().signal ?? false, queueDepth };
+  }
+
+  /** The summary served by the control socket's `status` command. */
+  controlStatus(): DaemonStatus {
+    const video = this.video?.status();
+    const pedal = this.pedal?.status();
+    const status: DaemonStatus = {
+      version: SOFTWARE_VERSION,
+      boxId: this.boxId,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      video: { signal: video?.signal ?? false, fps: video?.fps ?? 0 },
+      footswitch: { kind: this.profile.footswitch.kind, connected: pedal?.connected ?? false },
+      spool: this.spool?.stats() ?? { objects: 0, bytes: 0, retained: 0, retainedBytes: 0, alarms: [], destinations: {} },
+      senders: this.senders.map((sender) => sender.status()),
+    };
+    if (video?.width !== undefined) status.video.width = video.width;
+    if (video?.height !== undefined) status.video.height = video.height;
+    if (pedal?.lastError !== undefined) status.footswitch.lastError = pedal.lastError;
+    if (this.lastError !== undefined) status.lastError = this.lastError;
+    return status;
   }
 
   get spoolDirectory(): string {
@@ -156,6 +239,31 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.telemetry.start();
   }
 
+  private async startClips(newUid: () => string): Promise<void> {
+    const { profile } = this;
+    const wanted = this.clipsRequested ?? (profileRecordsClips(profile) || (profile.footswitch.kind === 'keyboard' && this.interactive));
+    if (!wanted || !this.video || !this.spool || !this.state) return;
+    const clips = new ClipPipeline({ profile, boxId: this.boxId, softwareVersion: SOFTWARE_VERSION, video: this.video, spool: this.spool, state: this.state, newUid, log: this.log });
+    clips.on('clipStarted', ({ clipId, part, preRecordMs }) => {
+      this.telemetry?.publishEvent({ type: 'clip-started', clipId, part });
+      this.emit('clipStarted', { clipId, part, preRecordMs });
+    });
+    clips.on('clipCaptured', ({ clipId, part, objectId, bytes }) => {
+      this.telemetry?.publishEvent({ type: 'clip-captured', clipId, part, objectId, bytes });
+      for (const sender of this.senders) sender.wake();
+      this.emit('clipCaptured', { clipId, part, objectId, bytes });
+      this.publishStatus();
+    });
+    clips.on('clipFailed', ({ clipId, part, code, reason }) => {
+      this.lastError = code;
+      this.telemetry?.publishEvent({ type: 'clip-failed', clipId, part, reason });
+      this.emit('clipFailed', { clipId, reason });
+      this.publishStatus();
+    });
+    await clips.start();
+    this.clips = clips;
+  }
+
   private startSenders(): void {
     const spool = this.spool;
     if (!spool) return;
@@ -167,6 +275,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         log: this.log,
       });
       sender.on('objectStored', ({ id, destination: name }) => {
+        this.commitment?.objectStored(name);
         this.telemetry?.publishEvent({ type: 'object-stored', objectId: id, destination: name });
         this.emit('objectStored', { objectId: id, destination: name });
         this.publishStatus();
@@ -185,6 +294,32 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       sender.start();
       this.senders.push(sender);
     }
+  }
+
+  /** Starts Storage Commitment after the senders, which store the objects it asks about. */
+  private async startCommitment(newUid: () => string): Promise<void> {
+    const spool = this.spool;
+    if (!spool || !CommitmentService.isConfigured(this.profile)) return;
+    const commitment = new CommitmentService({ profile: this.profile, queue: spool, newUid, log: this.log });
+    commitment.on('objectCommitted', ({ id, destination }) => {
+      this.telemetry?.publishEvent({ type: 'object-committed', objectId: id, destination });
+      this.emit('objectCommitted', { objectId: id, destination });
+      this.publishStatus();
+    });
+    commitment.on('commitmentFailed', ({ id, destination, reason }) => {
+      this.lastError = `${destination}: ${reason}`;
+      this.telemetry?.publishEvent({ type: 'commitment-failed', objectId: id, destination, reason });
+      // The object is queued again, so its sender has work.
+      this.senders.find((sender) => sender.status().destination === destination)?.wake();
+      this.publishStatus();
+    });
+    commitment.on('commitmentSupportChanged', ({ destination, supported, reason }) => {
+      if (!supported) this.lastError = `${destination}: ${reason ?? 'storage commitment rejected'}`;
+      this.telemetry?.publishEvent({ type: supported ? 'commitment-supported' : 'commitment-unsupported', destination, reason });
+      this.publishStatus();
+    });
+    await commitment.start();
+    this.commitment = commitment;
   }
 
   private async startPedal(): Promise<void> {
@@ -220,7 +355,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       videoHeight: video?.height,
       videoFps: video?.fps,
       footswitchConnected: this.pedal?.status().connected ?? false,
-      queueDepth: stats.filter((entry) => Object.values(entry.deliveries).some((delivery) => delivery.state === 'queued')).length,
+      queueDepth: stats.filter((entry) => Object.values(entry.deliveries).some((delivery) => delivery.state === 'queued' || delivery.state === 'sending')).length,
       setAside: stats.filter((entry) => Object.values(entry.deliveries).some((delivery) => delivery.state === 'set-aside')).length,
       lastError: this.lastError,
     });

@@ -64,7 +64,7 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
     try {
       // The JPEG encode and the durable instance-number allocation run side by side.
       const [still, slot] = await Promise.all([
-        video.captureStill(pressedAt, { jpegQuality: profile.still.jpegQuality }),
+        video.captureStill(pressedAt, { jpegQuality: profile.still.jpegQuality, selection: profile.still.selection, windowMs: profile.still.sharpestWindowMs }),
         allocateUnidentifiedSlot(
           {
             state,
@@ -103,6 +103,7 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
           seriesDate: new Date(slot.study.startedAt),
         },
         instanceNumber: slot.instanceNumber,
+        burnedInAnnotation: profile.image.textRemovedByMasks ? 'NO' : 'YES',
       });
       const builtAt = Date.now();
       const entry = await spool.add(part10, {

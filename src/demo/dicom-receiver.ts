@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import dimse from 'dcmjs-dimse';
+import { part10FromDataset } from '../dicom/part10-file.js';
+import { H264_TRANSFER_SYNTAXES } from '../dicom/video-transfer-syntax.js';
 import type { Logger } from '../log.js';
 
 const { Scp, responses, constants } = dimse;
@@ -14,6 +16,7 @@ const ACCEPTED_TRANSFER_SYNTAXES = new Set([
   '1.2.840.10008.1.2.4.50', // JPEG Baseline
   '1.2.840.10008.1.2.1', // Explicit VR Little Endian
   '1.2.840.10008.1.2', // Implicit VR Little Endian
+  ...H264_TRANSFER_SYNTAXES, // MPEG-4 AVC/H.264 clips
 ]);
 
 interface ReceiverEvents {
@@ -45,6 +48,17 @@ export class DemoDicomReceiver extends EventEmitter<ReceiverEvents> {
     await mkdir(this.directory, { recursive: true });
     const receiver = this;
     class ReceiverScp extends Scp {
+      /** Encoded data set of the C-STORE in progress, kept so that it is written unchanged. */
+      private received: { dataset: Buffer; transferSyntaxUid: string } | undefined;
+
+      override createDatasetFromStoreWritableStream(
+        ...args: Parameters<InstanceType<typeof Scp>['createDatasetFromStoreWritableStream']>
+      ): ReturnType<InstanceType<typeof Scp>['createDatasetFromStoreWritableStream']> {
+        const [writable, context] = args;
+        this.received = { dataset: (writable as unknown as { toBuffer(): Buffer }).toBuffer(), transferSyntaxUid: context.getAcceptedTransferSyntaxUid() ?? '' };
+        return super.createDatasetFromStoreWritableStream(...args);
+      }
+
       override associationRequested(association: InstanceType<typeof dimse.association.Association>): void {
         for (const context of association.getPresentationContexts()) {
           const presentationContext = association.getPresentationContext(context.id);
@@ -71,15 +85,27 @@ export class DemoDicomReceiver extends EventEmitter<ReceiverEvents> {
         const response = CStoreResponse.fromRequest(request);
         const sopInstanceUid = request.getAffectedSopInstanceUid();
         const file = path.join(receiver.directory, `${sopInstanceUid}.dcm`);
-        try {
-          request.getDataset()?.toFile(file);
-          response.setStatus(Status.Success);
-          receiver.emit('objectReceived', { file, sopInstanceUid });
-        } catch (error) {
-          receiver.log.error({ err: error }, 'received object not written');
+        const received = this.received;
+        this.received = undefined;
+        if (received === undefined) {
+          receiver.log.error({}, 'received object has no data set');
           response.setStatus(Status.ProcessingFailure);
+          callback(response);
+          return;
         }
-        callback(response);
+        const part10 = part10FromDataset(request.getAffectedSopClassUid(), sopInstanceUid, received.transferSyntaxUid, received.dataset);
+        writeFile(file, part10).then(
+          () => {
+            response.setStatus(Status.Success);
+            receiver.emit('objectReceived', { file, sopInstanceUid });
+            callback(response);
+          },
+          (error: unknown) => {
+            receiver.log.error({ err: error }, 'received object not written');
+            response.setStatus(Status.ProcessingFailure);
+            callback(response);
+          },
+        );
       }
 
       override associationReleaseRequested(): void {

@@ -12,7 +12,16 @@ export type KeyboardFootswitchConfig = Extract<FootswitchConfig, { kind: 'keyboa
  */
 const KEY_REPEAT_GAP_MS = 100;
 
+/**
+ * Clip keys closer together than this are auto-repeat of a held key. It is
+ * longer than the repeat delay (often 250-600 ms), because a repeat taken for a
+ * new press would stop the clip just started.
+ */
+const CLIP_KEY_REPEAT_GAP_MS = 700;
+
 const SPACE = 0x20;
+const LOWER_C = 0x63;
+const UPPER_C = 0x43;
 const CTRL_C = 0x03;
 const LOWER_Q = 0x71;
 const UPPER_Q = 0x51;
@@ -51,7 +60,8 @@ const PATH = 'stdin';
 /**
  * Space bar as a pedal, for the demo and bench work. A terminal sends no
  * key-release, so every space is a short press: `gestures.short` is the only
- * mapping used. The terminal is put in raw mode while running and restored on
+ * mapping used. The `c` key starts and stops a clip: it is reported as a short
+ * press with the action `clip`, whatever the gestures map. The terminal is put in raw mode while running and restored on
  * `stop()` or process exit.
  */
 export class KeyboardPedal extends EventEmitter<KeyboardPedalEvents> {
@@ -66,6 +76,7 @@ export class KeyboardPedal extends EventEmitter<KeyboardPedalEvents> {
   private running = false;
   private wasRaw = false;
   private lastSpaceAt: number | undefined;
+  private lastClipKeyAt: number | undefined;
   private lastError: string | undefined;
 
   constructor(options: KeyboardPedalOptions) {
@@ -98,7 +109,7 @@ export class KeyboardPedal extends EventEmitter<KeyboardPedalEvents> {
     input.resume();
     this.running = true;
     this.lastError = undefined;
-    this.log.info({ action: this.config.gestures.short }, 'keyboard pedal started, space presses, q quits');
+    this.log.info({ action: this.config.gestures.short }, 'keyboard pedal started, space presses, c records clips, q quits');
     this.emit('connected', { path: PATH });
   }
 
@@ -128,8 +139,17 @@ export class KeyboardPedal extends EventEmitter<KeyboardPedalEvents> {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
     for (const byte of bytes) {
       if (byte === SPACE) this.onSpace();
+      else if (byte === LOWER_C || byte === UPPER_C) this.onClipKey();
       else if (byte === LOWER_Q || byte === UPPER_Q || byte === CTRL_C) this.emit('quitRequested');
     }
+  }
+
+  private onClipKey(): void {
+    const at = this.clock();
+    const previous = this.lastClipKeyAt;
+    this.lastClipKeyAt = at;
+    if (previous !== undefined && at - previous < CLIP_KEY_REPEAT_GAP_MS) return;
+    this.emit('gesture', { gesture: 'short', action: 'clip', pressedAt: at });
   }
 
   private onSpace(): void {

@@ -1,16 +1,29 @@
-import net, { type Socket } from 'node:net';
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import { IMPLEMENTATION_CLASS_UID } from '../dicom/vl-endoscopic.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { SOFTWARE_VERSION } from '../version.js';
+import { CommandTag, DecodedCommand, encodeCommand, isPendingStatus, type CommandElement } from './dimse-command.js';
+import { MessageAssembler } from './message-assembler.js';
 import {
-  AbortReason,
-  AbortSource,
-  Association,
-  Network,
+  PduFormatError,
+  PduReader,
+  PduType,
   PresentationContextResult,
-  RejectResult,
-  type DimseNetwork,
-  type RequestInstance,
-} from './dimse.js';
+  decodeAbort,
+  decodeAssociateAccept,
+  decodeAssociateReject,
+  decodePData,
+  encodeAbort,
+  encodeAssociateRequest,
+  encodeReleaseRequest,
+  encodeReleaseResponse,
+  pDataHeader,
+  pdvHeaderLength,
+  type RawPdu,
+} from './pdu.js';
+import { connectSocket, describeTlsError, type TlsSettings } from './transport.js';
 
 /** One presentation context to propose: an abstract syntax and its transfer syntaxes in order of preference. */
 export interface ProposedContext {
@@ -30,19 +43,66 @@ export interface OpenAssociationOptions {
   port: number;
   callingAeTitle: string;
   calledAeTitle: string;
+  /** Time for the TCP connection, and again for the TLS handshake. */
   connectTimeoutMs: number;
   associationTimeoutMs: number;
   contexts: ProposedContext[];
   log: Logger;
+  /** DICOM over TLS; plain TCP when absent. */
+  tls?: TlsSettings;
   /** Aborts the association, whatever it is doing. */
   signal?: AbortSignal;
-  /** Called with the TCP socket right after it is created, for diagnostics and tests. */
+  /** Called with the socket right after it is created, for diagnostics and tests. */
   onSocket?: (socket: Socket) => void;
+  /**
+   * Handles a request the acceptor sends on this association, such as a
+   * Storage Commitment result (PS3.4 J.3.3), and returns the command elements
+   * of the response. The association adds MessageIDBeingRespondedTo. Without
+   * this handler, such requests are logged and get no response.
+   */
+  onRequest?: (request: IncomingRequest) => Promise<CommandElement[]>;
 }
 
-/** Response fields the sender reads. C-STORE and C-ECHO responses both have them. */
+/** A request the acceptor sent on this association. */
+export interface IncomingRequest {
+  command: DecodedCommand;
+  dataset?: Buffer;
+  /** Abstract syntax of the presentation context it arrived on. */
+  abstractSyntaxUid: string;
+  /** Transfer syntax of that context, in which `dataset` is encoded. */
+  transferSyntaxUid: string;
+}
+
+/** A DIMSE request to send; the association assigns its MessageID. */
+export interface DimseRequest {
+  /** Abstract syntax of the accepted presentation context to send on. */
+  abstractSyntaxUid: string;
+  /** Transfer syntax the data set is encoded in; with no data set, any accepted context of the abstract syntax is used. */
+  transferSyntaxUid?: string;
+  command: CommandElement[];
+  /** Encoded data set, sent as it is. */
+  dataset?: Buffer;
+}
+
+/** A response to a request: the final one, or a pending one passed to `onPending`. */
 export interface DimseResponse {
+  command: DecodedCommand;
+  status: number;
+  /** The data set after the command, such as a C-FIND match. */
+  dataset?: Buffer;
   getStatus(): number;
+}
+
+export interface SendOptions {
+  /**
+   * Longest wait without progress: for the peer to accept more bytes of the
+   * data set, then for each response.
+   */
+  timeoutMs: number;
+  /** Names the request in reasons, such as "C-STORE of object 0001". */
+  label: string;
+  /** Called with each pending response (status FF00 or FF01). */
+  onPending?: (response: DimseResponse) => void;
 }
 
 /** PS3.8 9.3.4, A-ASSOCIATE-RJ result, source and reason. */
@@ -52,83 +112,114 @@ const rejectReasons: Record<number, Record<number, string>> = {
   3: { 1: 'temporary congestion', 2: 'local limit exceeded' },
 };
 
-/** Pending (PS3.7 C.1.3): more responses follow, so it is not the final one. */
-const pendingStatus = 0xff00;
+/** A-ASSOCIATE-RJ result 2: rejected transient (PS3.8 9.3.4). */
+const rejectedTransient = 2;
+
+/** Largest PDU this side accepts, announced in the A-ASSOCIATE-RQ. Only responses and C-FIND matches arrive here. */
+const maxReceivePduLength = 65_536;
+
+/** Largest PDU read from a peer that ignores that limit; anything longer is a protocol error rather than an allocation. */
+const maxAcceptedPduLength = 4 * 1024 * 1024;
+
+/** Largest PDU sent when the peer announces no limit (0). */
+const maxSendPduLength = 4 * 1024 * 1024;
+
+/** Largest data set accepted in one response, such as one C-FIND match. */
+const maxResponseDatasetBytes = 64 * 1024 * 1024;
+
+/** Bytes queued on the socket before the writer waits for them to drain. */
+const writeBatchBytes = 1024 * 1024;
 
 /** Time allowed for an A-ABORT to leave before the socket is destroyed. */
 const abortFlushMs = 500;
 
+const implementationVersionName = `ENDOCAP_${SOFTWARE_VERSION}`.slice(0, 16);
+
 function describeReject(result: number, source: number, reason: number): string {
-  const kind = result === RejectResult.Transient ? 'transient' : 'permanent';
+  const kind = result === rejectedTransient ? 'transient' : 'permanent';
   const text = rejectReasons[source]?.[reason] ?? `reason ${reason} from source ${source}`;
   return `association rejected (${kind}): ${text}`;
 }
 
-function isRejectPayload(value: unknown): value is { result: number; source: number; reason: number } {
-  return typeof value === 'object' && value !== null && 'result' in value && 'source' in value && 'reason' in value;
+interface InFlight {
+  messageId: number;
+  options: SendOptions;
+  resolve: (response: DimseResponse) => void;
+  reject: (error: EndocapError) => void;
+  /** The final response, kept until the data set has been written completely. */
+  final?: DimseResponse;
+  writing: boolean;
 }
 
 /**
- * One association opened by this box as Service Class User, on a socket it owns:
- * Nagle's algorithm is off, every step has a time limit, and a peer's A-ABORT,
- * a reset or a close fails the association at once. A failed association is
- * never used again.
+ * One association opened by this box as Service Class User, implemented on
+ * the DICOM Upper Layer directly (PS3.8): Nagle's algorithm is off, TLS is
+ * available, every step has a time limit, a peer's A-ABORT, a reset or a close
+ * fails the association at once, and data sets are written as views into the
+ * caller's buffer with the peer's maximum PDU length. A failed association is
+ * never used again. One request is in flight at a time.
  */
 export class ScuAssociation {
   private readonly socket: Socket;
-  private readonly network: DimseNetwork;
-  private readonly association: InstanceType<typeof Association>;
   private readonly where: string;
   private readonly log: Logger;
+  private readonly options: OpenAssociationOptions;
+  private readonly reader = new PduReader(maxAcceptedPduLength);
+  private readonly assembler = new MessageAssembler(maxResponseDatasetBytes);
+  private readonly proposed: Array<ProposedContext & { id: number }>;
+  /** Aborted when the association fails, to end waits for socket drain. */
+  private readonly closed = new AbortController();
+  private accepted: AcceptedContext[] = [];
+  private peerMaxPduLength = 0;
   private failure: EndocapError | undefined;
   private connected = false;
   private established = false;
   private releasing = false;
-  private rejectWaiter: ((error: EndocapError) => void) | undefined;
+  private messageId = 0;
+  private inFlight: InFlight | undefined;
+  /** Rejects the operation in progress other than a request: open or release. */
+  private waiter: ((error: EndocapError) => void) | undefined;
+  private onAccepted: (() => void) | undefined;
+  private onReleased: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   private constructor(options: OpenAssociationOptions) {
+    this.options = options;
     this.where = `${options.host}:${options.port}`;
     this.log = options.log;
-    this.association = new Association(options.callingAeTitle, options.calledAeTitle);
-    for (const context of options.contexts) {
-      const id = this.association.addPresentationContext(context.abstractSyntaxUid);
-      for (const uid of context.transferSyntaxUids) this.association.addTransferSyntaxToPresentationContext(id, uid);
-    }
-
-    this.socket = net.connect({ host: options.host, port: options.port, noDelay: true });
+    // Presentation context IDs are odd numbers from 1 to 255 (PS3.8 9.3.2.2).
+    this.proposed = options.contexts.map((context, index) => ({ ...context, id: 2 * index + 1 }));
+    this.socket = connectSocket(options.host, options.port, options.tls);
     options.onSocket?.(this.socket);
-    // The library emits its events synchronously, so socket listeners added
-    // before it get the precise cause (refused, reset) ahead of its generic
-    // networkError.
     this.watchSocket();
-    // Every step is timed here, so the library's own timers only act as a backstop.
-    const backstopMs = 2 * Math.max(options.connectTimeoutMs, options.associationTimeoutMs, 60_000);
-    this.network = new Network(this.socket, { connectTimeout: backstopMs, associationTimeout: backstopMs, pduTimeout: backstopMs });
-    this.socket.setTimeout(0);
-    this.watchNetwork();
   }
 
   /** Connects and negotiates. Rejects with an EndocapError whose `retryable` is false for permanent failures. */
   static open(options: OpenAssociationOptions): Promise<ScuAssociation> {
+    if (options.contexts.length === 0 || options.contexts.length > 128) {
+      return Promise.reject(new EndocapError(ErrorCodes.PACS_NO_PRESENTATION_CONTEXT, `an association needs 1 to 128 presentation contexts, got ${options.contexts.length}`));
+    }
     const scu = new ScuAssociation(options);
     return new Promise<ScuAssociation>((resolve, reject) => {
-      scu.rejectWaiter = reject;
+      scu.waiter = reject;
       scu.startTimer(options.connectTimeoutMs, () => {
         return new EndocapError(ErrorCodes.PACS_TIMEOUT, `connect to ${scu.where} timed out after ${options.connectTimeoutMs} ms`, { retryable: true });
       });
       scu.socket.once('connect', () => {
-        scu.startTimer(options.associationTimeoutMs, () => {
-          return new EndocapError(ErrorCodes.PACS_TIMEOUT, `association with ${scu.where} timed out after ${options.associationTimeoutMs} ms`, { retryable: true });
+        scu.connected = true;
+        if (!options.tls) {
+          scu.requestAssociation();
+          return;
+        }
+        scu.startTimer(options.connectTimeoutMs, () => {
+          return new EndocapError(ErrorCodes.PACS_TLS_FAILED, `TLS handshake with ${scu.where} timed out after ${options.connectTimeoutMs} ms`, { retryable: true });
         });
-        scu.network.sendAssociationRequest(scu.association);
       });
-      scu.network.on('associationAccepted', () => {
-        scu.clearTimer();
-        scu.rejectWaiter = undefined;
-        scu.established = true;
+      scu.socket.once('secureConnect', () => scu.requestAssociation());
+      scu.onAccepted = () => {
+        scu.waiter = undefined;
         resolve(scu);
-      });
+      };
       const signal = options.signal;
       if (signal) {
         const onAbort = (): void => scu.abort('association aborted: sender stopping');
@@ -141,68 +232,73 @@ export class ScuAssociation {
 
   /** Presentation contexts the peer accepted, with the transfer syntax it chose for each. */
   acceptedContexts(): AcceptedContext[] {
-    const accepted: AcceptedContext[] = [];
-    for (const { context } of this.association.getPresentationContexts()) {
-      const transferSyntaxUid = context.getAcceptedTransferSyntaxUid();
-      if (context.getResult() !== PresentationContextResult.Accept || !transferSyntaxUid) continue;
-      accepted.push({ id: context.getPresentationContextId(), abstractSyntaxUid: context.getAbstractSyntaxUid(), transferSyntaxUid });
-    }
-    return accepted;
+    return this.accepted.map((context) => ({ ...context }));
+  }
+
+  /** The peer's maximum PDU length from the A-ASSOCIATE-AC; 0 means no limit. */
+  get peerMaxPdu(): number {
+    return this.peerMaxPduLength;
   }
 
   /**
-   * Sends one request and resolves with its final response. A timeout or any
-   * other failure aborts the association and rejects this and every later call.
+   * Sends one request and resolves with its final response; pending responses
+   * go to `onPending`. A request with no matching accepted presentation context
+   * rejects with PACS_NO_PRESENTATION_CONTEXT and leaves the association usable.
+   * A timeout or any other failure aborts the association and rejects this and
+   * every later call.
    */
-  send(request: RequestInstance, timeoutMs: number, label: string): Promise<DimseResponse> {
+  send(request: DimseRequest, options: SendOptions): Promise<DimseResponse> {
     if (this.failure) return Promise.reject(this.failure);
+    if (!this.established || this.releasing) {
+      return Promise.reject(new EndocapError(ErrorCodes.PACS_ABORTED, `${options.label} not sent: the association with ${this.where} is not open`, { retryable: true }));
+    }
+    if (this.inFlight) throw new Error('ScuAssociation.send called while another request is in flight');
+
+    const context = this.accepted.find((candidate) => {
+      if (candidate.abstractSyntaxUid !== request.abstractSyntaxUid) return false;
+      return request.transferSyntaxUid === undefined || candidate.transferSyntaxUid === request.transferSyntaxUid;
+    });
+    if (!context) {
+      const syntax = request.transferSyntaxUid === undefined ? '' : ` in transfer syntax ${request.transferSyntaxUid}`;
+      return Promise.reject(
+        new EndocapError(ErrorCodes.PACS_NO_PRESENTATION_CONTEXT, `${options.label} not sent: ${this.where} accepted no presentation context for ${request.abstractSyntaxUid}${syntax}`),
+      );
+    }
+
+    this.messageId = (this.messageId % 0xffff) + 1;
+    const messageId = this.messageId;
+    const command = encodeCommand([...request.command, { tag: CommandTag.MessageId, vr: 'US', value: messageId }]);
     return new Promise<DimseResponse>((resolve, reject) => {
-      let responded = false;
-      this.rejectWaiter = reject;
-      this.startTimer(timeoutMs, () => {
-        return new EndocapError(ErrorCodes.PACS_TIMEOUT, `${label} to ${this.where} got no response within ${timeoutMs} ms`, { retryable: true });
-      });
-      // The library calls listeners with a callback when they declare two
-      // parameters, so these take one.
-      request.on('response', (response: DimseResponse) => {
-        if (response.getStatus() === pendingStatus) return;
-        responded = true;
-        this.clearTimer();
-        this.rejectWaiter = undefined;
-        resolve(response);
-      });
-      request.on('done', () => {
-        if (responded || this.failure) return;
-        // The library ends a request without sending it when it cannot convert
-        // the data set. The association itself is still usable.
-        this.clearTimer();
-        this.rejectWaiter = undefined;
-        reject(new EndocapError(ErrorCodes.PACS_INVALID_OBJECT, `${label} was not sent: the data set could not be converted to the accepted transfer syntax`));
-      });
-      this.network.sendRequests(request);
+      this.inFlight = { messageId, options, resolve, reject, writing: true };
+      this.startTimer(options.timeoutMs, () => this.noResponseError(options));
+      this.writeMessage(context.id, command, request.dataset, options).then(
+        () => this.finishWriting(messageId),
+        (error: unknown) => this.fail(error instanceof EndocapError ? error : this.protocolError(error)),
+      );
     });
   }
 
   /** Releases the association, or aborts it when the peer does not confirm in time. Never rejects. */
   async release(timeoutMs: number): Promise<void> {
-    if (this.failure) return;
+    if (this.failure || !this.established) return;
     this.releasing = true;
     await new Promise<void>((resolve) => {
-      this.rejectWaiter = () => resolve();
-      this.startTimer(timeoutMs, () => {
-        this.log.warn({ where: this.where, timeoutMs }, 'association release not confirmed, aborting');
-        return new EndocapError(ErrorCodes.PACS_TIMEOUT, `release of the association with ${this.where} timed out`, { retryable: true });
-      });
-      this.network.on('associationReleaseResponse', () => {
+      this.waiter = () => resolve();
+      this.onReleased = () => {
         this.clearTimer();
-        this.rejectWaiter = undefined;
+        this.waiter = undefined;
         this.failure = new EndocapError(ErrorCodes.PACS_ABORTED, 'association released', { retryable: true });
+        this.closed.abort();
         this.socket.end();
         // A peer that never closes its side must not keep the socket open.
         setTimeout(() => this.socket.destroy(), abortFlushMs).unref();
         resolve();
+      };
+      this.startTimer(timeoutMs, () => {
+        this.log.warn({ where: this.where, timeoutMs }, 'association release not confirmed, aborting');
+        return new EndocapError(ErrorCodes.PACS_TIMEOUT, `release of the association with ${this.where} timed out`, { retryable: true });
       });
-      this.network.sendAssociationReleaseRequest();
+      this.socket.write(encodeReleaseRequest());
     });
   }
 
@@ -211,38 +307,234 @@ export class ScuAssociation {
     this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, reason, { retryable: true }));
   }
 
+  private requestAssociation(): void {
+    this.startTimer(this.options.associationTimeoutMs, () => {
+      return new EndocapError(ErrorCodes.PACS_TIMEOUT, `association with ${this.where} timed out after ${this.options.associationTimeoutMs} ms`, { retryable: true });
+    });
+    this.socket.write(
+      encodeAssociateRequest({
+        calledAeTitle: this.options.calledAeTitle,
+        callingAeTitle: this.options.callingAeTitle,
+        contexts: this.proposed.map(({ id, abstractSyntaxUid, transferSyntaxUids }) => ({ id, abstractSyntaxUid, transferSyntaxUids })),
+        maxPduLength: maxReceivePduLength,
+        implementationClassUid: IMPLEMENTATION_CLASS_UID,
+        implementationVersionName,
+      }),
+    );
+  }
+
+  /**
+   * Writes the command and the data set as P-DATA-TF PDUs of at most the
+   * peer's maximum length. Each PDU is a 12-byte header and a view into
+   * `dataset`. Writes are corked into batches and wait for the socket to drain
+   * between batches, which keeps memory bounded and restarts the time limit.
+   */
+  private async writeMessage(contextId: number, command: Buffer, dataset: Buffer | undefined, options: SendOptions): Promise<void> {
+    const pduLength = this.peerMaxPduLength === 0 ? maxSendPduLength : Math.min(this.peerMaxPduLength, maxSendPduLength);
+    const fragmentLength = pduLength - pdvHeaderLength;
+    const parts: Array<{ bytes: Buffer; command: boolean }> = [{ bytes: command, command: true }];
+    if (dataset) parts.push({ bytes: dataset, command: false });
+
+    let queued = 0;
+    this.socket.cork();
+    try {
+      for (const part of parts) {
+        for (let offset = 0; offset < part.bytes.length || offset === 0; offset += fragmentLength) {
+          if (this.failure) throw this.failure;
+          const fragment = part.bytes.subarray(offset, offset + fragmentLength);
+          const last = offset + fragmentLength >= part.bytes.length;
+          this.socket.write(pDataHeader(contextId, part.command, last, fragment.length));
+          this.socket.write(fragment);
+          queued += fragment.length;
+          if (queued < writeBatchBytes) continue;
+          queued = 0;
+          this.socket.uncork();
+          if (this.socket.writableNeedDrain) await this.drained(options);
+          this.socket.cork();
+        }
+      }
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  private async drained(options: SendOptions): Promise<void> {
+    try {
+      await once(this.socket, 'drain', { signal: this.closed.signal });
+    } catch {
+      throw this.failure ?? new EndocapError(ErrorCodes.PACS_ABORTED, `connection to ${this.where} closed`, { retryable: true });
+    }
+    // The peer took more bytes: that is progress, so the time limit starts again.
+    this.startTimer(options.timeoutMs, () => {
+      return new EndocapError(ErrorCodes.PACS_TIMEOUT, `${options.label} to ${this.where} stalled: the peer accepted no data for ${options.timeoutMs} ms`, { retryable: true });
+    });
+  }
+
+  private finishWriting(messageId: number): void {
+    const request = this.inFlight;
+    if (!request || request.messageId !== messageId) return;
+    request.writing = false;
+    if (request.final) {
+      this.complete(request, request.final);
+      return;
+    }
+    this.startTimer(request.options.timeoutMs, () => this.noResponseError(request.options));
+  }
+
+  private complete(request: InFlight, response: DimseResponse): void {
+    this.clearTimer();
+    this.inFlight = undefined;
+    request.resolve(response);
+  }
+
+  private noResponseError(options: SendOptions): EndocapError {
+    return new EndocapError(ErrorCodes.PACS_TIMEOUT, `${options.label} to ${this.where} got no response within ${options.timeoutMs} ms`, { retryable: true });
+  }
+
+  private protocolError(cause: unknown): EndocapError {
+    return new EndocapError(ErrorCodes.PACS_ABORTED, `protocol error with ${this.where}: ${errorMessage(cause)}`, { retryable: true, cause });
+  }
+
   private watchSocket(): void {
+    this.socket.on('data', (chunk: Buffer) => {
+      if (this.failure && !this.releasing) return;
+      let pdus: RawPdu[];
+      try {
+        pdus = this.reader.push(chunk);
+      } catch (error) {
+        this.fail(this.protocolError(error));
+        return;
+      }
+      for (const pdu of pdus) {
+        try {
+          this.handlePdu(pdu);
+        } catch (error) {
+          this.fail(error instanceof EndocapError ? error : this.protocolError(error));
+          return;
+        }
+      }
+    });
     this.socket.on('error', (error: NodeJS.ErrnoException) => {
       this.fail(this.translateSocketError(error));
     });
-    this.socket.on('connect', () => {
-      this.connected = true;
-    });
     this.socket.on('close', () => {
       const reason = this.releasing ? 'association released' : `connection closed by ${this.where}`;
-      this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, reason, { retryable: true }));
+      this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, reason, { retryable: true }), false);
     });
   }
 
-  private watchNetwork(): void {
-    this.network.on('associationRejected', (payload: unknown) => {
-      if (!isRejectPayload(payload)) return;
-      // NOTE: a permanent rejection sets aside every object of the batch, even
-      // when the cause is this box's own configuration (a wrong called AE title).
-      const retryable = payload.result === RejectResult.Transient;
-      this.fail(new EndocapError(ErrorCodes.PACS_ASSOCIATION_REJECTED, describeReject(payload.result, payload.source, payload.reason), { retryable }));
-    });
-    // dcmjs-dimse's Client drops this event, which is why a peer's abort used
-    // to go unnoticed until the connection timed out.
-    this.network.on('abort', () => {
-      this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, `association aborted by ${this.where}`, { retryable: true }), false);
-    });
-    this.network.on('networkError', (error: unknown) => {
-      this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, `protocol error with ${this.where}`, { retryable: true, cause: error }));
-    });
+  private handlePdu(pdu: RawPdu): void {
+    switch (pdu.type) {
+      case PduType.AssociateAc:
+        this.handleAccept(pdu.body);
+        return;
+      case PduType.AssociateRj: {
+        const { result, source, reason } = decodeAssociateReject(pdu.body);
+        // NOTE: a permanent rejection sets aside every object of the batch, even
+        // when the cause is this box's own configuration (a wrong called AE title).
+        this.fail(new EndocapError(ErrorCodes.PACS_ASSOCIATION_REJECTED, describeReject(result, source, reason), { retryable: result === rejectedTransient }), false);
+        return;
+      }
+      case PduType.PDataTf:
+        if (!this.established) throw new PduFormatError('P-DATA-TF before the association was accepted');
+        for (const pdv of decodePData(pdu.body)) {
+          const message = this.assembler.push(pdv);
+          if (message) this.handleMessage(message.command, message.dataset, message.contextId);
+        }
+        return;
+      case PduType.ReleaseRp:
+        this.onReleased?.();
+        return;
+      case PduType.ReleaseRq:
+        // A peer-initiated release is unusual for an acceptor; confirm it, and
+        // whatever was in flight gets no response.
+        this.socket.write(encodeReleaseResponse());
+        this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, `association released by ${this.where}`, { retryable: true }), false);
+        return;
+      case PduType.Abort: {
+        const { source, reason } = decodeAbort(pdu.body);
+        this.log.debug({ where: this.where, source, reason }, 'A-ABORT received');
+        this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, `association aborted by ${this.where}`, { retryable: true }), false);
+        return;
+      }
+      default:
+        throw new PduFormatError(`unexpected PDU type 0x${pdu.type.toString(16)} from an acceptor`);
+    }
+  }
+
+  private handleAccept(body: Buffer): void {
+    if (this.established) throw new PduFormatError('a second A-ASSOCIATE-AC');
+    const accept = decodeAssociateAccept(body);
+    this.peerMaxPduLength = accept.maxPduLength;
+    for (const answer of accept.contexts) {
+      const proposal = this.proposed.find((context) => context.id === answer.id);
+      if (!proposal || answer.result !== PresentationContextResult.Acceptance || !answer.transferSyntaxUid) continue;
+      // An acceptor may only choose one of the proposed transfer syntaxes (PS3.8 9.3.3.2).
+      if (!proposal.transferSyntaxUids.includes(answer.transferSyntaxUid)) continue;
+      this.accepted.push({ id: answer.id, abstractSyntaxUid: proposal.abstractSyntaxUid, transferSyntaxUid: answer.transferSyntaxUid });
+    }
+    this.established = true;
+    this.clearTimer();
+    this.log.debug({ where: this.where, accepted: this.accepted.length, proposed: this.proposed.length, peerMaxPdu: accept.maxPduLength }, 'association accepted');
+    this.onAccepted?.();
+  }
+
+  private handleMessage(command: DecodedCommand, dataset: Buffer | undefined, contextId: number): void {
+    const field = command.commandField ?? 0;
+    if ((field & 0x8000) === 0 && this.options.onRequest) {
+      this.answerRequest(command, dataset, contextId, this.options.onRequest);
+      return;
+    }
+    const request = this.inFlight;
+    if ((field & 0x8000) === 0 || !request || command.messageIdBeingRespondedTo !== request.messageId) {
+      // Requests from the acceptor (no SCP role was negotiated) and stray responses are not answered.
+      this.log.warn({ where: this.where, commandField: field, messageId: command.messageIdBeingRespondedTo }, 'unexpected DIMSE message ignored');
+      return;
+    }
+    const status = command.status;
+    if (status === undefined) throw new PduFormatError('response without a Status (0000,0900)');
+    const response: DimseResponse = { command, status, dataset, getStatus: () => status };
+    if (isPendingStatus(status)) {
+      this.startTimer(request.options.timeoutMs, () => this.noResponseError(request.options));
+      request.options.onPending?.(response);
+      return;
+    }
+    if (request.writing) {
+      // A final response that overtakes the data set: keep it until the last
+      // PDU is queued, so that the next request does not interleave with it.
+      request.final = response;
+      return;
+    }
+    this.complete(request, response);
+  }
+
+  /** Passes a request from the acceptor to `onRequest` and writes the response it returns. */
+  private answerRequest(command: DecodedCommand, dataset: Buffer | undefined, contextId: number, onRequest: NonNullable<OpenAssociationOptions['onRequest']>): void {
+    const context = this.accepted.find((candidate) => candidate.id === contextId);
+    const messageId = command.uint16(CommandTag.MessageId);
+    if (!context || messageId === undefined) throw new PduFormatError('request without a Message ID or on a presentation context that was not accepted');
+    const request: IncomingRequest = { command, abstractSyntaxUid: context.abstractSyntaxUid, transferSyntaxUid: context.transferSyntaxUid };
+    if (dataset) request.dataset = dataset;
+    onRequest(request).then(
+      (elements) => {
+        // The association may have failed while the handler ran.
+        if (this.failure || this.socket.destroyed) return;
+        const response = encodeCommand([...elements, { tag: CommandTag.MessageIdBeingRespondedTo, vr: 'US', value: messageId }]);
+        // One PDU in one write: a data set being written yields only between whole PDUs, so the two do not mix within a PDU.
+        this.socket.write(Buffer.concat([pDataHeader(contextId, true, true, response.length), response]));
+      },
+      (error: unknown) => this.log.warn({ where: this.where, reason: errorMessage(error) }, 'request from the acceptor not answered'),
+    );
   }
 
   private translateSocketError(error: NodeJS.ErrnoException): EndocapError {
+    if (this.options.tls) {
+      const tlsError = describeTlsError(error, this.where, this.options.tls, this.options.host);
+      if (tlsError) return tlsError;
+      if (this.connected && !this.established && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
+        return new EndocapError(ErrorCodes.PACS_TLS_FAILED, `TLS handshake with ${this.where} failed: connection reset by the peer`, { retryable: true, cause: error });
+      }
+    }
     switch (error.code) {
       case 'ECONNREFUSED':
         return new EndocapError(ErrorCodes.PACS_CONNECT_FAILED, `connection refused by ${this.where}`, { retryable: true, cause: error });
@@ -262,18 +554,22 @@ export class ScuAssociation {
     if (this.failure) return;
     this.failure = error;
     this.clearTimer();
-    const waiter = this.rejectWaiter;
-    this.rejectWaiter = undefined;
+    this.closed.abort();
+    const waiter = this.waiter;
+    const request = this.inFlight;
+    this.waiter = undefined;
+    this.inFlight = undefined;
     if (!this.releasing) this.log.debug({ where: this.where, code: error.code, reason: error.message }, 'association failed');
 
     if (sendAbort && this.established && !this.socket.destroyed && this.socket.writable) {
-      this.network.sendAbort(AbortSource.ServiceUser, AbortReason.NotSpecified);
-      this.socket.end();
+      // Everything queued before is whole PDUs, so the A-ABORT starts on a PDU boundary.
+      this.socket.end(encodeAbort());
       setTimeout(() => this.socket.destroy(), abortFlushMs).unref();
     } else {
       this.socket.destroy();
     }
     waiter?.(error);
+    request?.reject(error);
   }
 
   private startTimer(ms: number, makeError: () => EndocapError): void {

@@ -1,10 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { Backoff, sleep } from '../backoff.js';
-import { EndocapError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DestinationConfig } from '../profile/schema.js';
 import type { SenderQueue, SpoolEntry } from '../spool/types.js';
-import { storeObjects, type StoreObject, type StoreOutcome, type StoreResult } from './store-scu.js';
+import { storeObjects, type LazyStoreObject, type StoreOutcome, type StoreResult } from './store-scu.js';
 
 export interface ObjectStoredEvent {
   id: string;
@@ -66,6 +65,9 @@ export interface SenderOptions {
 }
 
 const defaultBatchSize = 20;
+
+/** Results of a batch that may wait to be recorded while sending goes on. */
+export const unrecordedLimit = 4;
 const defaultStopGraceMs = 2_000;
 
 /**
@@ -200,64 +202,82 @@ export class Sender extends EventEmitter<SenderEvents> {
   }
 
   private async sendBatch(batch: SpoolEntry[]): Promise<void> {
-    const objects: StoreObject[] = [];
-    for (const entry of batch) {
-      const object = await this.readObject(entry);
-      if (object) objects.push(object);
-    }
+    // storeObjects reads each file while the one before it is sent, and reads
+    // nothing when the association cannot be opened.
+    const objects: LazyStoreObject[] = batch.map((entry) => ({
+      id: entry.id,
+      sopClassUid: entry.sopClassUid,
+      sopInstanceUid: entry.sopInstanceUid,
+      transferSyntaxUid: entry.transferSyntaxUid,
+      read: () => this.queue.read(entry.id),
+    }));
     if (objects.length === 0) return;
 
+    try {
+      await this.queue.markSending(objects.map((object) => object.id), this.destination.name);
+    } catch (error) {
+      this.log.error({ err: error }, 'recording the batch as sending failed');
+      this.scheduleRetry();
+      return;
+    }
+
+    // Each result is written to the queue as soon as it arrives, while the next
+    // objects are sent; the writes of several results overlap on the thread
+    // pool, and their events follow in batch order. Sending waits whenever more
+    // than `unrecordedLimit` results are not yet recorded: an object the PACS
+    // stored but the spool had not recorded at a crash is sent again by the
+    // next run, so the limit bounds those duplicates.
+    const records: Array<Promise<void>> = [];
     const results = await storeObjects({
       destination: this.destination,
       callingAeTitle: this.callingAeTitle,
       objects,
       log: this.parentLog,
       signal: this.abortController.signal,
+      onResult: (result) => {
+        const persisted = this.persist(result);
+        const previous = records.at(-1) ?? Promise.resolve();
+        records.push(
+          previous.then(async () => {
+            if (await persisted) this.announce(result);
+          }),
+        );
+        return records.at(-1 - unrecordedLimit);
+      },
     });
-
-    for (const result of results) await this.record(result);
+    await records.at(-1);
     this.updateLink(results);
 
     if (results.some((result) => result.outcome === 'stored' || result.outcome === 'warning')) this.backoff.reset();
     if (results.some((result) => result.outcome === 'transient')) this.scheduleRetry();
   }
 
-  private async readObject(entry: SpoolEntry): Promise<StoreObject | undefined> {
-    try {
-      const part10 = await this.queue.read(entry.id);
-      return { id: entry.id, part10, sopClassUid: entry.sopClassUid, sopInstanceUid: entry.sopInstanceUid, transferSyntaxUid: entry.transferSyntaxUid };
-    } catch (error) {
-      const missing = (error as NodeJS.ErrnoException).code === 'ENOENT' || (error instanceof EndocapError && !error.retryable);
-      const reason = `reading the queued object failed: ${errorMessage(error)}`;
-      this.log.error({ objectId: entry.id, err: error }, 'reading a queued object failed');
-      await this.record({ id: entry.id, outcome: missing ? 'permanent' : 'transient', reason });
-      if (!missing) this.scheduleRetry();
-      return undefined;
-    }
-  }
-
   /**
-   * Records one result in the queue, then emits its events. A queue error is
-   * logged and leaves the object queued, so no event is emitted for it.
+   * Writes one result to the queue. A queue error is logged and leaves the
+   * object queued; it resolves false then, and no event may be emitted for it.
    */
-  private async record(result: StoreResult): Promise<void> {
+  private async persist(result: StoreResult): Promise<boolean> {
     const { id, outcome, status, reason } = result;
     const destination = this.destination.name;
-    const stored = outcome === 'stored' || outcome === 'warning';
     this.lastResult = outcome;
-    if (!stored) this.lastError = reason;
-
+    if (outcome !== 'stored' && outcome !== 'warning') this.lastError = reason;
     try {
-      if (stored) await this.queue.markStored(id, destination, status ?? 0);
+      if (outcome === 'stored' || outcome === 'warning') await this.queue.markStored(id, destination, status ?? 0);
       else if (outcome === 'transient') await this.queue.markFailed(id, destination, reason, status);
       else await this.queue.markSetAside(id, destination, reason, status);
+      return true;
     } catch (error) {
       this.log.error({ objectId: id, outcome, err: error }, 'recording a delivery result failed');
       this.scheduleRetry();
-      return;
+      return false;
     }
+  }
 
-    if (stored) {
+  /** Logs a recorded result and emits its events. */
+  private announce(result: StoreResult): void {
+    const { id, outcome, status, reason } = result;
+    const destination = this.destination.name;
+    if (outcome === 'stored' || outcome === 'warning') {
       if (outcome === 'warning') this.log.warn({ objectId: id, status, reason }, 'object stored with a warning');
       else this.log.info({ objectId: id, status: status ?? 0 }, 'object stored');
       this.emitSafely('objectStored', () => this.emit('objectStored', { id, destination, status: status ?? 0, warning: outcome === 'warning' }));

@@ -3,32 +3,47 @@ import { performance } from 'node:perf_hooks';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DestinationConfig } from '../profile/schema.js';
+import { routeLibraryLog, verificationSopClassUid } from './dimse.js';
+import { cEchoRequest, cStoreRequest } from './dimse-command.js';
+import { ScuAssociation, type ProposedContext } from './scu-association.js';
 import {
-  CEchoRequest,
-  CStoreRequest,
-  Dataset,
-  EncodedDataset,
-  Transcoding,
-  TransferSyntax,
-  routeLibraryLog,
-  uncompressedTransferSyntaxes,
-  verificationSopClassUid,
-  type DatasetInstance,
-} from './dimse.js';
-import { splitPart10 } from './part10.js';
-import { ScuAssociation, type AcceptedContext, type ProposedContext } from './scu-association.js';
+  BatchResults,
+  chooseTransferSyntax,
+  eagerItem,
+  encodeDataset,
+  lazyItem,
+  littleEndianFallback,
+  planContexts,
+  startLoad,
+  type BatchItem,
+  type LoadOutcome,
+} from './store-batch.js';
 import { classifyStoreStatus, formatStatus, type StoreOutcome } from './store-status.js';
+import { loadTlsSettings } from './transport.js';
 
 export type { StoreOutcome } from './store-status.js';
 
-/** One DICOM object to send: its Part 10 bytes and the metadata recorded when it was queued. */
-export interface StoreObject {
+/** The metadata recorded when an object was queued. */
+export interface StoreObjectMetadata {
   /** Internal object id: safe to log. */
   id: string;
-  part10: Buffer;
   sopClassUid: string;
   sopInstanceUid: string;
   transferSyntaxUid: string;
+}
+
+/** One DICOM object to send, with its Part 10 bytes. */
+export interface StoreObject extends StoreObjectMetadata {
+  part10: Buffer;
+}
+
+/**
+ * One DICOM object whose Part 10 bytes are read when its turn comes, one
+ * object ahead of the one being sent, so that reading overlaps the network
+ * and nothing is read when the association cannot be opened.
+ */
+export interface LazyStoreObject extends StoreObjectMetadata {
+  read: () => Promise<Buffer>;
 }
 
 export interface StoreResult {
@@ -58,7 +73,15 @@ interface PeerOptions {
 }
 
 export interface StoreObjectsOptions extends PeerOptions {
-  objects: StoreObject[];
+  /** Objects given with their bytes are checked before the association opens; lazy ones when read. */
+  objects: Array<StoreObject | LazyStoreObject>;
+  /**
+   * Called with each object's result as soon as it is known, once per object,
+   * so that the caller can record it while later objects are sent. When it
+   * returns a promise after a response, the next object is sent once that
+   * promise settles, which lets the caller bound its backlog of records.
+   */
+  onResult?: (result: StoreResult) => void | Promise<void>;
 }
 
 export interface EchoResult {
@@ -66,94 +89,6 @@ export interface EchoResult {
   reason?: string;
   /** Time from connect to the C-ECHO response, in milliseconds. */
   ms: number;
-}
-
-/** Presentation context IDs are odd numbers from 1 to 255 (PS3.8 9.3.2.2). */
-const maxPresentationContexts = 128;
-
-const littleEndianFallback = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian];
-
-interface PreparedObject {
-  object: StoreObject;
-  /** Encoded data set from the Part 10 file, in `object.transferSyntaxUid`. */
-  dataset: Buffer;
-}
-
-interface ContextPlan {
-  contexts: ProposedContext[];
-  /** Objects that did not fit into one association's presentation contexts. */
-  deferred: PreparedObject[];
-}
-
-function isUncompressed(transferSyntaxUid: string): boolean {
-  return uncompressedTransferSyntaxes.has(transferSyntaxUid);
-}
-
-function prepare(object: StoreObject): PreparedObject {
-  const file = splitPart10(object.part10);
-  const mismatched: string[] = [];
-  if (file.transferSyntaxUid !== object.transferSyntaxUid) mismatched.push('transfer syntax');
-  if (file.sopClassUid !== object.sopClassUid) mismatched.push('SOP class');
-  if (file.sopInstanceUid !== object.sopInstanceUid) mismatched.push('SOP instance');
-  if (mismatched.length > 0) {
-    throw new EndocapError(ErrorCodes.PACS_INVALID_OBJECT, `File Meta Information differs from the queued metadata: ${mismatched.join(', ')}`);
-  }
-  return { object, dataset: file.dataset };
-}
-
-/**
- * Proposes one presentation context per SOP class and transfer syntax, plus
- * Explicit and Implicit VR Little Endian for SOP classes with uncompressed
- * objects. Compressed objects get no fallback: they are sent as they are or not at all.
- */
-function planContexts(objects: PreparedObject[]): ContextPlan {
-  const contexts: ProposedContext[] = [];
-  const proposed = new Set<string>();
-  const deferred: PreparedObject[] = [];
-  for (const item of objects) {
-    const { sopClassUid, transferSyntaxUid } = item.object;
-    const wanted = new Map<string, ProposedContext>([
-      [`${sopClassUid} ${transferSyntaxUid}`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: [transferSyntaxUid] }],
-    ]);
-    if (isUncompressed(transferSyntaxUid)) {
-      wanted.set(`${sopClassUid} fallback`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: littleEndianFallback });
-    }
-    const added = [...wanted].filter(([key]) => !proposed.has(key));
-    if (contexts.length + added.length > maxPresentationContexts) {
-      deferred.push(item);
-      continue;
-    }
-    for (const [key, context] of added) {
-      proposed.add(key);
-      contexts.push(context);
-    }
-  }
-  return { contexts, deferred };
-}
-
-/** Picks the transfer syntax to send in: the object's own, else, for uncompressed data, any accepted little endian one. */
-function chooseTransferSyntax(object: StoreObject, accepted: AcceptedContext[]): string | undefined {
-  const forClass = accepted.filter((context) => context.abstractSyntaxUid === object.sopClassUid);
-  if (forClass.some((context) => context.transferSyntaxUid === object.transferSyntaxUid)) return object.transferSyntaxUid;
-  if (!isUncompressed(object.transferSyntaxUid)) return undefined;
-  return forClass.find((context) => isUncompressed(context.transferSyntaxUid))?.transferSyntaxUid;
-}
-
-/**
- * Builds the data set for the request so that its transfer syntax equals the
- * accepted one: the library then picks that context and sends the bytes without
- * converting them.
- */
-function buildDataset(item: PreparedObject, transferSyntaxUid: string): DatasetInstance {
-  const { object } = item;
-  if (transferSyntaxUid === object.transferSyntaxUid) {
-    return new EncodedDataset(item.dataset, transferSyntaxUid, object.sopClassUid, object.sopInstanceUid);
-  }
-  try {
-    return Transcoding.transcodeDataset(new Dataset(item.dataset, object.transferSyntaxUid), transferSyntaxUid);
-  } catch (error) {
-    throw new EndocapError(ErrorCodes.PACS_INVALID_OBJECT, `data set could not be converted to transfer syntax ${transferSyntaxUid}`, { cause: error });
-  }
 }
 
 function toEndocapError(error: unknown): EndocapError {
@@ -165,8 +100,9 @@ function failureResult(id: string, error: EndocapError, associated: boolean): St
   return { id, outcome: error.retryable ? 'transient' : 'permanent', reason: error.message, associated };
 }
 
-function openAssociation(options: PeerOptions, contexts: ProposedContext[], log: Logger): Promise<ScuAssociation> {
+async function openAssociation(options: PeerOptions, contexts: ProposedContext[], log: Logger): Promise<ScuAssociation> {
   const { destination } = options;
+  const tls = await loadTlsSettings(destination.tls);
   return ScuAssociation.open({
     host: destination.host,
     port: destination.port,
@@ -176,61 +112,74 @@ function openAssociation(options: PeerOptions, contexts: ProposedContext[], log:
     associationTimeoutMs: destination.associationTimeoutMs,
     contexts,
     log,
+    tls,
     signal: options.signal,
     onSocket: options.onSocket,
   });
 }
 
-/** Sends every prepared object over one open association and records a result for each. */
+/**
+ * Sends every item over one open association and records a result for each.
+ * The next item's data set is read while the current one is sent.
+ */
 async function sendOverAssociation(
   association: ScuAssociation,
-  items: PreparedObject[],
+  items: BatchItem[],
   options: StoreObjectsOptions,
-  results: Map<StoreObject, StoreResult>,
+  results: BatchResults,
   log: Logger,
 ): Promise<void> {
   const { destination } = options;
   const accepted = association.acceptedContexts();
   let stopReason: string | undefined;
+  let next: Promise<LoadOutcome> | undefined = items[0] ? startLoad(items[0]) : undefined;
 
-  for (const item of items) {
+  for (const [index, item] of items.entries()) {
     const { id } = item.object;
-    if (stopReason !== undefined) {
-      results.set(item.object, { id, outcome: 'transient', reason: stopReason, associated: true });
+    const loading = next;
+    const following = items[index + 1];
+    next = following && stopReason === undefined ? startLoad(following) : undefined;
+    if (stopReason !== undefined || !loading) {
+      void results.set(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true });
       continue;
     }
     const transferSyntaxUid = chooseTransferSyntax(item.object, accepted);
     if (transferSyntaxUid === undefined) {
-      results.set(item.object, { id, outcome: 'permanent', reason: 'no acceptable presentation context', associated: true });
+      // Transient, so that the object stays queued and is retried with backoff.
+      // The peer's configuration may change (a PACS that learns H.264, another
+      // peer behind the same address), and an object set aside needs an operator.
+      const reason = `no acceptable presentation context: the peer accepted none for SOP class ${item.object.sopClassUid} in transfer syntax ${item.object.transferSyntaxUid}`;
+      void results.set(item.object, { id, outcome: 'transient', reason, associated: true });
       log.warn({ objectId: id, transferSyntaxUid: item.object.transferSyntaxUid }, 'no acceptable presentation context for object');
       continue;
     }
 
-    let request: InstanceType<typeof CStoreRequest>;
+    let dataset: Buffer;
     try {
-      request = new CStoreRequest(buildDataset(item, transferSyntaxUid));
-      request.setAffectedSopClassUid(item.object.sopClassUid);
-      request.setAffectedSopInstanceUid(item.object.sopInstanceUid);
+      const loaded = await loading;
+      if ('error' in loaded) throw loaded.error;
+      dataset = encodeDataset(item.object, loaded.dataset, transferSyntaxUid);
     } catch (error) {
       const failure = toEndocapError(error);
-      results.set(item.object, { id, outcome: 'permanent', reason: failure.message, associated: true });
+      void results.set(item.object, failureResult(id, failure, true));
       log.warn({ objectId: id, reason: failure.message }, 'object could not be prepared for sending');
       continue;
     }
 
     try {
-      const response = await association.send(request, destination.requestTimeoutMs, `C-STORE of object ${id}`);
+      const request = { abstractSyntaxUid: item.object.sopClassUid, transferSyntaxUid, command: cStoreRequest(item.object.sopClassUid, item.object.sopInstanceUid), dataset };
+      const response = await association.send(request, { timeoutMs: destination.requestTimeoutMs, label: `C-STORE of object ${id}` });
       const status = response.getStatus();
       const { outcome, reason } = classifyStoreStatus(status);
-      results.set(item.object, { id, outcome, status, reason, associated: true });
-      if (outcome === 'stored') log.debug({ objectId: id, transferSyntaxUid }, 'object stored');
+      await results.set(item.object, { id, outcome, status, reason, associated: true });
+      if (outcome === 'stored') log.debug({ objectId: id, transferSyntaxUid }, 'C-STORE succeeded');
       else log.warn({ objectId: id, status, outcome, reason }, 'C-STORE response has a non-success status');
       if (outcome === 'transient') stopReason = `not sent: ${destination.host}:${destination.port} reported out of resources for an earlier object`;
     } catch (error) {
       const failure = toEndocapError(error);
-      results.set(item.object, failureResult(id, failure, true));
+      void results.set(item.object, failureResult(id, failure, true));
       log.warn({ objectId: id, code: failure.code, reason: failure.message }, 'C-STORE failed');
-      if (failure.code !== ErrorCodes.PACS_INVALID_OBJECT) {
+      if (failure.code !== ErrorCodes.PACS_INVALID_OBJECT && failure.code !== ErrorCodes.PACS_NO_PRESENTATION_CONTEXT) {
         stopReason = `not sent: association with ${destination.host}:${destination.port} ended early (${failure.message})`;
       }
     }
@@ -248,25 +197,29 @@ export async function storeObjects(options: StoreObjectsOptions): Promise<StoreR
   const { destination, objects } = options;
   const log = options.log.child({ component: 'store-scu', destination: destination.name });
   routeLibraryLog(log);
-  const results = new Map<StoreObject, StoreResult>();
+  const results = new BatchResults(options.onResult, log);
   const started = performance.now();
 
-  const prepared: PreparedObject[] = [];
+  const items: BatchItem[] = [];
   for (const object of objects) {
+    if ('read' in object) {
+      items.push(lazyItem(object));
+      continue;
+    }
     try {
-      prepared.push(prepare(object));
+      items.push(eagerItem(object));
     } catch (error) {
       const failure = toEndocapError(error);
-      results.set(object, { id: object.id, outcome: 'permanent', reason: failure.message });
+      void results.set(object, { id: object.id, outcome: 'permanent', reason: failure.message });
       log.warn({ objectId: object.id, reason: failure.message }, 'object is not a valid Part 10 file');
     }
   }
 
-  const { contexts, deferred } = planContexts(prepared);
+  const { contexts, deferred } = planContexts(items);
   for (const item of deferred) {
-    results.set(item.object, { id: item.object.id, outcome: 'transient', reason: 'not sent: too many presentation contexts for one association' });
+    void results.set(item.object, { id: item.object.id, outcome: 'transient', reason: 'not sent: too many presentation contexts for one association' });
   }
-  const sendable = prepared.filter((item) => !deferred.includes(item));
+  const sendable = items.filter((item) => !deferred.includes(item));
 
   if (sendable.length > 0) {
     let association: ScuAssociation | undefined;
@@ -275,13 +228,17 @@ export async function storeObjects(options: StoreObjectsOptions): Promise<StoreR
     } catch (error) {
       const failure = toEndocapError(error);
       log.warn({ host: destination.host, port: destination.port, calledAeTitle: destination.calledAeTitle, code: failure.code, reason: failure.message }, 'association failed');
-      for (const item of sendable) results.set(item.object, failureResult(item.object.id, failure, false));
+      for (const item of sendable) void results.set(item.object, failureResult(item.object.id, failure, false));
     }
     if (association) await sendOverAssociation(association, sendable, options, results, log);
   }
 
   const ordered = objects.map((object) => {
-    return results.get(object) ?? { id: object.id, outcome: 'transient' as const, reason: 'not sent' };
+    const known = results.get(object);
+    if (known) return known;
+    const notSent: StoreResult = { id: object.id, outcome: 'transient', reason: 'not sent' };
+    void results.set(object, notSent);
+    return notSent;
   });
   const count = (outcome: StoreOutcome): number => ordered.filter((result) => result.outcome === outcome).length;
   log.info(
@@ -312,7 +269,8 @@ export async function echo(options: PeerOptions): Promise<EchoResult> {
     result = { ok: false, reason: 'no acceptable presentation context', ms: elapsed() };
   } else {
     try {
-      const status = (await association.send(new CEchoRequest(), destination.requestTimeoutMs, 'C-ECHO')).getStatus();
+      const request = { abstractSyntaxUid: verificationSopClassUid, command: cEchoRequest() };
+      const { status } = await association.send(request, { timeoutMs: destination.requestTimeoutMs, label: 'C-ECHO' });
       result = status === 0 ? { ok: true, ms: elapsed() } : { ok: false, reason: `C-ECHO failed with status ${formatStatus(status)}`, ms: elapsed() };
     } catch (error) {
       result = { ok: false, reason: toEndocapError(error).message, ms: elapsed() };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { clipDefaults, clipSchema, imageDefaults, imageSchema, stillSelectionSchema } from './capture-schema.js';
 
 /**
  * The hardware profile: one file per box, describing its tower, footswitch,
@@ -70,7 +71,7 @@ export const videoSchema = z.strictObject({
   reopen: retrySchema.default({ initialMs: 500, maxMs: 10_000, multiplier: 2 }),
 });
 
-export const pedalAction = z.enum(['still', 'none']).describe('Action run by a pedal gesture.');
+export const pedalAction = z.enum(['still', 'clip', 'none']).describe('Action run by a pedal gesture; clip starts a clip and stops it when the same gesture comes again.');
 
 const byteValue = z.number().int().min(0).max(255);
 
@@ -124,6 +125,42 @@ export const footswitchSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('none') }),
 ]);
 
+const ipv4Address = z.ipv4();
+const ipv6Address = z.ipv6();
+
+/** IPv4 or IPv6 address literal. Host names are not accepted: they would be resolved again on every check. */
+const ipAddress = z
+  .string()
+  .refine((value) => ipv4Address.safeParse(value).success || ipv6Address.safeParse(value).success, 'IP address such as 192.0.2.10, not a host name');
+
+export const storageCommitmentSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    batchSize: z.number().int().min(1).max(1_000).default(50).describe('Objects named in one N-ACTION request.'),
+    requestDelayMs: durationMs.default(5_000).describe('Time after an object is stored before commitment is requested for it.'),
+    resultTimeoutMs: positiveMs.default(600_000).describe('Commitment is requested again, in a new transaction, when no result arrived within this time.'),
+    reportWaitMs: durationMs
+      .max(60_000)
+      .default(1_000)
+      .describe('Time the association stays open after the N-ACTION response, for a result the PACS sends on that association.'),
+    unsupportedRetryMs: positiveMs
+      .default(3_600_000)
+      .describe('First wait before asking again a PACS that rejected Storage Commitment; doubles up to 24 hours.'),
+  })
+  .describe('Storage Commitment Push Model (PS3.4 Annex J) after objects are stored.');
+
+export const destinationTlsSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    caFile: z.string().min(1).optional().describe('PEM file of the CA certificates that sign the PACS certificate; Node\'s built-in list when absent.'),
+    certFile: z.string().min(1).optional().describe('PEM file of this box\'s client certificate, for a PACS that requires one.'),
+    keyFile: z.string().min(1).optional().describe('PEM file of the private key of certFile, unencrypted.'),
+    serverName: z.string().min(1).optional().describe('Name the PACS certificate must carry; defaults to host.'),
+    rejectUnauthorized: z.boolean().default(true).describe('Verify the PACS certificate. Turn off only in tests.'),
+  })
+  .refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), { message: 'certFile and keyFile given together', path: ['keyFile'] })
+  .describe('DICOM over TLS (PS3.15 B.1), TLS 1.2 or later.');
+
 export const destinationSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'name of lower-case letters, digits, dash or underscore').describe('Internal name used in logs, telemetry and the spool.'),
   host: z.string().min(1),
@@ -134,6 +171,14 @@ export const destinationSchema = z.strictObject({
   associationTimeoutMs: positiveMs.default(10_000),
   requestTimeoutMs: positiveMs.default(30_000),
   retry: retrySchema.default(retryDefaults),
+  maxObjectBytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .optional()
+    .describe('Largest object this destination accepts, in bytes; longer clips are split into consecutive clips below it.'),
+  tls: destinationTlsSchema.optional().describe('Absent means plain TCP.'),
+  storageCommitment: storageCommitmentSchema.optional().describe('Absent means disabled: stored objects count as delivered.'),
 });
 
 export const mqttSchema = z.strictObject({
@@ -144,12 +189,49 @@ export const mqttSchema = z.strictObject({
   reconnect: retrySchema.default({ initialMs: 1_000, maxMs: 30_000, multiplier: 2 }),
 });
 
+export const commitmentListenerSchema = z
+  .strictObject({
+    host: ipAddress.describe('Local address to listen on; 0.0.0.0 listens on every IPv4 interface.'),
+    port: z.number().int().min(1).max(65535),
+    aeTitle: aeTitle.optional().describe('AE title the PACS must call; defaults to station.aeTitle.'),
+    allowedPeers: z
+      .array(z.strictObject({ aeTitle, host: ipAddress }))
+      .min(1)
+      .describe('PACS allowed to send results: both the calling AE title and the source address must match one entry.'),
+  })
+  .describe('Receives Storage Commitment results (N-EVENT-REPORT) that a PACS sends on a new association.');
+
+const GIB = 1024 ** 3;
+
 export const spoolSchema = z.strictObject({
   directory: z.string().min(1).describe('Folder of the durable object spool.'),
+  retentionHours: z
+    .number()
+    .min(0)
+    .max(8_760)
+    .default(24)
+    .describe('Hours an object delivered to every destination is kept for re-sending; 0 removes it at once.'),
+  // 20 GiB: at an estimated 0.5 MB per 1080p JPEG still, about 40 000 stills,
+  // weeks of a busy room's output during a PACS outage, while leaving room for
+  // the system on a 32 GB industrial SSD.
+  maxBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(20 * GIB)
+    .describe('Maximum total size of the spooled objects in bytes. Delivered objects are removed oldest first to stay under it; when undelivered ones fill it, captures are rejected.'),
+  minFreeBytes: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(GIB)
+    .describe("Free space in bytes that the spool leaves on its filesystem (measured with statfs), for the system and its logs; 0 turns the check off."),
 });
 
 export const stillSchema = z.strictObject({
   jpegQuality: z.number().int().min(50).max(100).default(90).describe('JPEG quality, 50 to 100.'),
+  selection: stillSelectionSchema.default('on-screen'),
+  sharpestWindowMs: z.number().int().min(40).max(1_000).default(300).describe('Width in ms of the window, centred on the press, searched for the sharpest frame.'),
 });
 
 export const unidentifiedPatientSchema = z.strictObject({
@@ -175,11 +257,25 @@ export const profileSchema = z.strictObject({
       });
     }),
   mqtt: mqttSchema.optional(),
+  commitmentListener: commitmentListenerSchema.optional(),
   spool: spoolSchema,
   stateDirectory: z.string().min(1).describe('Folder of the small appliance state (lowdb).'),
-  still: stillSchema.default({ jpegQuality: 90 }),
+  still: stillSchema.default({ jpegQuality: 90, selection: 'on-screen', sharpestWindowMs: 300 }),
+  image: imageSchema.default(imageDefaults),
+  clip: clipSchema.default(clipDefaults),
   unidentifiedPatient: unidentifiedPatientSchema.default({ newStudyAfterIdleMinutes: 30 }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+}).superRefine((profile, context) => {
+  // A PACS sends most commitment results on a new association, so a destination
+  // that asks for commitment needs somewhere to receive them.
+  const asking = profile.destinations.find((destination) => destination.storageCommitment?.enabled === true);
+  if (asking && !profile.commitmentListener) {
+    context.addIssue({
+      code: 'custom',
+      path: ['commitmentListener'],
+      message: `a commitmentListener section (host, port, allowedPeers), because destination "${asking.name}" enables storageCommitment`,
+    });
+  }
 });
 
 export type Profile = z.infer<typeof profileSchema>;
@@ -193,3 +289,5 @@ export type PedalAction = z.infer<typeof pedalAction>;
 export type DestinationConfig = Profile['destinations'][number];
 export type MqttConfig = NonNullable<Profile['mqtt']>;
 export type RetryConfig = z.infer<typeof retrySchema>;
+export type StorageCommitmentConfig = z.infer<typeof storageCommitmentSchema>;
+export type CommitmentListenerConfig = NonNullable<Profile['commitmentListener']>;

@@ -19,8 +19,10 @@ export async function syncDirectory(directory: string): Promise<void> {
  * its previous content or all of `data`: write a temp file beside it, fsync it,
  * rename it over the target (the commit point), then fsync the folder so the
  * rename itself survives. Callers must not write the same target concurrently.
+ * With `syncFolder: false` the last fsync is skipped: the target then contains
+ * the previous or the new content after a power cut, never a torn one.
  */
-export async function writeFileDurably(target: string, data: Buffer | string): Promise<void> {
+export async function writeFileDurably(target: string, data: Buffer | string, options: { syncFolder?: boolean } = {}): Promise<void> {
   const temp = target + TEMP_SUFFIX;
   try {
     const handle = await open(temp, 'w');
@@ -37,7 +39,7 @@ export async function writeFileDurably(target: string, data: Buffer | string): P
     await unlink(temp).catch(() => undefined);
     throw error;
   }
-  await syncDirectory(path.dirname(target));
+  if (options.syncFolder ?? true) await syncDirectory(path.dirname(target));
 }
 
 /** Removes files and then flushes their folder; files already gone are skipped. */

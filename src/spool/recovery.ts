@@ -3,9 +3,9 @@ import path from 'node:path';
 import { readObjectMetadata } from '../dicom/object-metadata.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably } from './durable-file.js';
+import { TEMP_SUFFIX, syncDirectory, writeFileDurably } from './durable-file.js';
 import { isObjectId } from './object-id.js';
-import { isDelivered, parseSpoolEntry } from './spool-entry.js';
+import { parseSpoolEntry } from './spool-entry.js';
 import type { DeliveryRecord, SpoolEntry } from './types.js';
 
 export const OBJECT_SUFFIX = '.dcm';
@@ -21,8 +21,10 @@ export interface RecoveryReport {
   statesRebuilt: number;
   /** State files without an object (left by an interrupted removal), removed. */
   orphanStatesRemoved: number;
-  /** Objects already stored on every destination (left by an interrupted removal), removed. */
+  /** Objects done for every destination whose retention had ended (or was 0), removed by `Spool.open()`. */
   deliveredRemoved: number;
+  /** Delivery records left in 'sending' by the previous run, queued again. */
+  sendingRequeued: number;
   /** Objects that got a queued record for a destination added to the profile since they were spooled. */
   destinationsAdded: number;
   /** Ids of object files whose File Meta Information cannot be read; left on disk for an operator. */
@@ -39,8 +41,8 @@ export interface RecoveryOptions {
 }
 
 /**
- * Scans the objects folder after a start or a crash and repairs it. A complete
- * object is never deleted unless its state records that every destination stored it.
+ * Scans the objects folder after a start or a crash and repairs it. It deletes
+ * no complete object: removing delivered ones is left to the spool's retention.
  * Returns the entries sorted by id and every id seen on disk.
  */
 export async function recoverSpool(options: RecoveryOptions): Promise<{ entries: SpoolEntry[]; report: RecoveryReport; seenIds: string[] }> {
@@ -51,6 +53,7 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
     statesRebuilt: 0,
     orphanStatesRemoved: 0,
     deliveredRemoved: 0,
+    sendingRequeued: 0,
     destinationsAdded: 0,
     unreadableObjects: [],
     unconfiguredDestinations: [],
@@ -83,12 +86,6 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
   for (const id of [...objectIds].sort()) {
     const entry = await recoverEntry(id, stateIds.has(id), options, report);
     if (entry === undefined) continue;
-
-    if (isDelivered(entry)) {
-      await removeFilesDurably(directory, [id + OBJECT_SUFFIX, id + STATE_SUFFIX]);
-      report.deliveredRemoved += 1;
-      continue;
-    }
     for (const name of Object.keys(entry.deliveries)) {
       if (!options.destinations.includes(name)) unconfigured.add(name);
     }
@@ -129,6 +126,14 @@ async function recoverEntry(id: string, hasState: boolean, options: RecoveryOpti
   for (const name of missing) entry.deliveries[name] = queuedRecord(options.now());
   if (missing.length > 0) {
     report.destinationsAdded += 1;
+    changed = true;
+  }
+
+  // The previous run stopped before the destination responded, so the send counts as a failed attempt.
+  for (const [name, record] of Object.entries(entry.deliveries)) {
+    if (record.state !== 'sending') continue;
+    entry.deliveries[name] = { ...record, state: 'queued', attempts: record.attempts + 1, lastError: 'sending interrupted by a restart', updatedAt: options.now().toISOString() };
+    report.sendingRequeued += 1;
     changed = true;
   }
 

@@ -3,7 +3,7 @@ import type { DeliveryRecord, SpoolEntry } from './types.js';
 
 /** Schema of a state file: the SpoolEntry of `types.ts`, checked when read back from disk. */
 const deliveryRecordSchema = z.object({
-  state: z.enum(['queued', 'stored', 'set-aside']),
+  state: z.enum(['queued', 'sending', 'stored', 'committed', 'set-aside']),
   attempts: z.number().int().nonnegative(),
   lastError: z.string().optional(),
   lastStatus: z.number().int().optional(),
@@ -33,10 +33,25 @@ export function parseSpoolEntry(text: string): SpoolEntry | undefined {
   return result.success ? result.data : undefined;
 }
 
-/** True when every destination has stored the object, so it can be removed. */
-export function isDelivered(entry: SpoolEntry): boolean {
-  const records = Object.values(entry.deliveries);
-  return records.length > 0 && records.every((record) => record.state === 'stored');
+/**
+ * True when the object needs nothing more from any destination: each record is
+ * committed, or stored at a destination without Storage Commitment.
+ * `commitment(name)` is false for destinations missing from the profile, since
+ * nobody would request their commitment.
+ */
+export function isDone(entry: SpoolEntry, commitment: (destination: string) => boolean): boolean {
+  const records = Object.entries(entry.deliveries);
+  return records.length > 0 && records.every(([name, record]) => record.state === 'committed' || (record.state === 'stored' && !commitment(name)));
+}
+
+/** Time in ms since the epoch of the last delivery change: for a done object, when it became done. */
+export function lastChangeTime(entry: SpoolEntry): number {
+  let latest = Date.parse(entry.queuedAt);
+  for (const record of Object.values(entry.deliveries)) {
+    const time = Date.parse(record.updatedAt);
+    if (time > latest) latest = time;
+  }
+  return Number.isNaN(latest) ? 0 : latest;
 }
 
 export function cloneEntry(entry: SpoolEntry): SpoolEntry {

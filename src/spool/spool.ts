@@ -1,53 +1,64 @@
 import { EventEmitter } from 'node:events';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { readObjectMetadata } from '../dicom/object-metadata.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably } from './durable-file.js';
+import { syncDirectory } from './durable-file.js';
+import { KeyedLock } from './keyed-lock.js';
+import { ObjectFiles, isOutOfSpace } from './object-files.js';
 import { ObjectIdGenerator, isObjectId } from './object-id.js';
-import { OBJECT_SUFFIX, STATE_SUFFIX, queuedRecord, recoverSpool, type RecoveryReport } from './recovery.js';
-import { cloneEntry, isDelivered } from './spool-entry.js';
-import type { DeliveryRecord, DeliveryState, ObjectMetadata, SenderQueue, SpoolEntry } from './types.js';
+import { queuedRecord, recoverSpool, type RecoveryReport } from './recovery.js';
+import { SpaceGuard, type SpoolAlarm } from './space-guard.js';
+import { cloneEntry, isDone, lastChangeTime } from './spool-entry.js';
+import { SpoolLock } from './spool-lock.js';
+import { collectStats, type SpoolStats } from './spool-stats.js';
+import type { CommitmentQueue, DeliveryRecord, DeliveryState, ObjectMetadata, SenderQueue, SpoolEntry } from './types.js';
 
 export type { RecoveryReport } from './recovery.js';
+export type { SpoolAlarm } from './space-guard.js';
+export type { DestinationStats, SpoolStats } from './spool-stats.js';
+
+/** A configured destination, with the one setting the spool needs besides its name. */
+export interface SpoolDestination {
+  name: string;
+  /** True when the destination confirms Storage Commitment: an object is then done for it only once committed. */
+  commitment: boolean;
+}
 
 export interface SpoolOptions {
-  /** Folder of the spool; objects and their state files go to its `objects` subfolder. */
+  /** Folder of the spool; objects and their state files go to its `objects` subfolder, the lock file beside it. */
   directory: string;
-  /** Names of the configured destinations; every new object is queued for each. */
-  destinations: string[];
+  /** Every new object is queued for each of these destinations. */
+  destinations: SpoolDestination[];
   log: Logger;
-  /** Clock for ids and record times; tests pass a fixed one. */
+  /** Clock for ids, record times and retention; tests pass a fake one. */
   now?: () => Date;
+  /** Hours an object done for every destination is kept for re-sending; 0 removes it at once. Default 0. */
+  retentionHours?: number;
+  /** Maximum total size of the objects, in bytes. Default: no limit. */
+  maxBytes?: number;
+  /** Free space `add` leaves on the spool's filesystem, in bytes; 0 turns the check off. Default 0. */
+  minFreeBytes?: number;
+  /** How often retention ends are applied and a spool-full alarm is checked, in milliseconds. Default 60 000. */
+  sweepIntervalMs?: number;
 }
 
-export interface DestinationStats {
-  queued: number;
-  setAside: number;
-  /** Total size of the objects still queued, in bytes. */
-  bytesQueued: number;
-  /** ISO time the oldest queued object was spooled, or null when none is queued. */
-  oldestQueuedAt: string | null;
-}
-
-export interface SpoolStats {
-  /** Objects on disk, whatever their state. */
-  objects: number;
-  /** Total size of the objects on disk, in bytes. */
-  bytes: number;
-  /** One entry per configured destination. */
-  destinations: Record<string, DestinationStats>;
-}
+/** Cause of an object's removal from the spool. */
+export type RemovalCause = 'delivered' | 'retention-ended' | 'space-needed' | 'discarded';
 
 export interface SpoolEvents {
   objectQueued: [entry: SpoolEntry];
   objectSetAside: [event: { id: string; destination: string; reason: string }];
-  objectRemoved: [event: { id: string; delivered: boolean }];
+  objectRemoved: [event: { id: string; delivered: boolean; cause: RemovalCause }];
+  alarmRaised: [alarm: SpoolAlarm];
+  alarmCleared: [event: { id: SpoolAlarm['id'] }];
 }
 
 /** Maximum length of a failure reason kept in a state file, in characters. */
 const MAX_REASON_LENGTH = 500;
+const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
+const LOCK_FILE = 'spool.lock';
 
 /**
  * Durable queue of DICOM Part 10 objects on disk, one file per object plus one
@@ -58,110 +69,137 @@ const MAX_REASON_LENGTH = 500;
  * leaves either no object or a complete one. When the object was committed but
  * its state was not yet written, `open()` queues it again for every destination.
  * State changes of one object run one at a time, written by temp file and rename.
- * An object is removed once every destination in its state has stored it. With
- * no destinations configured, objects are kept.
+ *
+ * An object is done once every destination in its state has stored it, or
+ * committed it where Storage Commitment is on. A done object is kept for
+ * `retentionHours`, then removed oldest first. With no destinations
+ * configured, objects are kept. Only one process opens a spool folder at a time.
  */
-export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue {
-  private readonly directory: string;
-  private readonly destinations: string[];
+export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, CommitmentQueue {
+  private readonly root: string;
+  private readonly files: ObjectFiles;
+  private readonly destinations: SpoolDestination[];
+  private readonly commitment: Map<string, boolean>;
   private readonly log: Logger;
   private readonly now: () => Date;
+  private readonly retentionMs: number;
+  private readonly sweepIntervalMs: number;
   private readonly ids: ObjectIdGenerator;
+  private readonly space: SpaceGuard;
   /** Entries by id, in id order (new ids are always larger). */
   private readonly entries = new Map<string, SpoolEntry>();
-  private readonly locks = new Map<string, Promise<void>>();
-  private readonly adding = new Set<Promise<SpoolEntry>>();
+  private readonly locks = new KeyedLock();
+  private readonly adding = new Set<Promise<unknown>>();
+  /** SOP Instance UIDs of `addIfNew` calls in progress. */
+  private readonly addingUids = new Set<string>();
+  private lock: SpoolLock | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
   private opened = false;
   private closed = false;
 
   constructor(options: SpoolOptions) {
     super();
-    this.directory = path.join(options.directory, 'objects');
-    this.destinations = [...options.destinations];
+    this.root = options.directory;
+    this.destinations = options.destinations.map((destination) => ({ ...destination }));
+    this.commitment = new Map(this.destinations.map((destination) => [destination.name, destination.commitment]));
     this.log = options.log.child({ component: 'spool' });
+    this.files = new ObjectFiles(path.join(options.directory, 'objects'), this.log);
     this.now = options.now ?? (() => new Date());
+    this.retentionMs = Math.max(0, options.retentionHours ?? 0) * 3_600_000;
+    this.sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     this.ids = new ObjectIdGenerator(() => this.now().getTime());
+    this.space = new SpaceGuard({
+      directory: this.root,
+      maxBytes: options.maxBytes ?? Number.POSITIVE_INFINITY,
+      minFreeBytes: options.minFreeBytes ?? 0,
+      log: this.log,
+      usage: () => this.usage(),
+      evict: (id) => this.removeIfDone(id, 'space-needed'),
+    });
+    this.space.on('alarmRaised', (alarm) => this.emit('alarmRaised', alarm));
+    this.space.on('alarmCleared', (event) => this.emit('alarmCleared', event));
   }
 
-  /** Creates the folders and recovers what an earlier run left; call once before anything else. */
+  /**
+   * Takes the spool's lock, creates the folders, recovers what an earlier run
+   * left and removes done objects whose retention has ended. Call once before
+   * anything else. Throws SPOOL_LOCKED while another live process has the spool open.
+   */
   async open(): Promise<RecoveryReport> {
     if (this.opened) throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, 'spool opened twice');
+    let recovered: RecoveryReport;
     try {
-      await mkdir(this.directory, { recursive: true });
-      await syncDirectory(path.dirname(this.directory));
+      await mkdir(this.files.directory, { recursive: true });
+      this.lock = await SpoolLock.acquire(path.join(this.root, LOCK_FILE), this.log);
+      await syncDirectory(this.root);
       const { entries, report, seenIds } = await recoverSpool({
-        directory: this.directory,
-        destinations: this.destinations,
+        directory: this.files.directory,
+        destinations: this.destinations.map((destination) => destination.name),
         log: this.log,
         now: this.now,
       });
       for (const id of seenIds) this.ids.observe(id);
       for (const entry of entries) this.entries.set(entry.id, entry);
       this.opened = true;
+      report.deliveredRemoved = await this.sweep();
+      report.objects = this.entries.size;
       if (report.unconfiguredDestinations.length > 0) {
         this.log.warn({ destinations: report.unconfiguredDestinations }, 'spooled objects kept for destinations missing from the profile');
       }
       this.log.info({ ...report, unreadableObjects: report.unreadableObjects.length }, 'spool opened');
-      return report;
+      recovered = report;
     } catch (error) {
-      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to open spool folder ${this.directory}: ${errorMessage(error)}`, { cause: error });
+      this.opened = false;
+      await this.lock?.release().catch(() => undefined);
+      this.lock = undefined;
+      if (error instanceof EndocapError && error.code === ErrorCodes.SPOOL_LOCKED) throw error;
+      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to open spool folder ${this.files.directory}: ${errorMessage(error)}`, { cause: error });
     }
+    this.sweepTimer = setInterval(() => void this.runPeriodicSweep(), this.sweepIntervalMs);
+    this.sweepTimer.unref();
+    return recovered;
   }
 
-  /** Waits for adds and state changes in progress; the spool rejects calls afterwards. */
+  /** Waits for adds and state changes in progress and releases the lock; the spool rejects calls afterwards. */
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
-    await Promise.allSettled([...this.adding, ...this.locks.values()]);
+    clearInterval(this.sweepTimer);
+    await Promise.allSettled([...this.adding, this.locks.idle(), this.sweeping]);
+    try {
+      await this.lock?.release();
+    } catch (error) {
+      this.log.warn({ err: { message: errorMessage(error) } }, 'failed to remove the spool lock file');
+    }
+    this.lock = undefined;
   }
 
-  /** Stores an object durably and queues it for every destination; resolves once it survives a power cut. */
+  /**
+   * Stores an object durably and queues it for every destination; resolves once it survives a power cut.
+   * Throws SPOOL_FULL when the object does not fit even after removing retained objects.
+   */
   async add(part10: Buffer, meta: ObjectMetadata): Promise<SpoolEntry> {
     this.assertOpen();
-    const adding = this.addNow(part10, meta);
-    this.adding.add(adding);
-    try {
-      return await adding;
-    } finally {
-      this.adding.delete(adding);
-    }
+    return this.track(this.addNow(part10, meta));
   }
 
-  private async addNow(part10: Buffer, meta: ObjectMetadata): Promise<SpoolEntry> {
-    const found = readObjectMetadata(part10);
-    if (found.sopInstanceUid !== meta.sopInstanceUid || found.sopClassUid !== meta.sopClassUid || found.transferSyntaxUid !== meta.transferSyntaxUid) {
-      throw new EndocapError(ErrorCodes.DICOM_OBJECT_INVALID, 'object metadata differs from its File Meta Information');
-    }
-
-    const id = this.ids.next();
-    const objectPath = this.objectPath(id);
-    const temp = objectPath + TEMP_SUFFIX;
-    const queuedAt = this.now().toISOString();
-    const deliveries: Record<string, DeliveryRecord> = {};
-    for (const name of this.destinations) deliveries[name] = queuedRecord(this.now());
-    const entry: SpoolEntry = { id, ...meta, bytes: part10.length, queuedAt, deliveries };
-
-    let committed = false;
+  /**
+   * Adds an object unless one with the same SOP Instance UID is already in the
+   * spool: then `added` is false and `entry` is the one in the spool. Throws
+   * SPOOL_WRITE_FAILED while an object with that UID is being added.
+   */
+  async addIfNew(part10: Buffer, meta: ObjectMetadata): Promise<{ entry: SpoolEntry; added: boolean }> {
+    this.assertOpen();
+    const existing = this.findBySopInstanceUid(meta.sopInstanceUid);
+    if (existing !== undefined) return { entry: existing, added: false };
+    if (this.addingUids.has(meta.sopInstanceUid)) throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, 'an object with the same SOP Instance UID is being added');
+    this.addingUids.add(meta.sopInstanceUid);
     try {
-      const handle = await open(temp, 'wx');
-      try {
-        await handle.writeFile(part10);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, objectPath);
-      committed = true;
-      await syncDirectory(this.directory);
-      await writeFileDurably(this.statePath(id), JSON.stringify(entry));
-    } catch (error) {
-      await this.discardFailedAdd(id, committed);
-      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to spool object ${id}: ${errorMessage(error)}`, { cause: error, retryable: true });
+      return { entry: await this.track(this.addNow(part10, meta)), added: true };
+    } finally {
+      this.addingUids.delete(meta.sopInstanceUid);
     }
-
-    this.entries.set(id, entry);
-    this.log.info({ objectId: id, bytes: entry.bytes }, 'object queued');
-    this.emit('objectQueued', cloneEntry(entry));
-    return cloneEntry(entry);
   }
 
   /** Returns a copy of every entry, oldest first. */
@@ -174,65 +212,113 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue {
     return entry === undefined ? undefined : cloneEntry(entry);
   }
 
+  findBySopInstanceUid(sopInstanceUid: string): SpoolEntry | undefined {
+    for (const entry of this.entries.values()) {
+      if (entry.sopInstanceUid === sopInstanceUid) return cloneEntry(entry);
+    }
+    return undefined;
+  }
+
   pending(destination: string): SpoolEntry[] {
-    return [...this.entries.values()].filter((entry) => entry.deliveries[destination]?.state === 'queued').map(cloneEntry);
+    return this.withState(destination, 'queued');
+  }
+
+  awaitingCommitment(destination: string): SpoolEntry[] {
+    if (this.commitment.get(destination) !== true) return [];
+    return this.withState(destination, 'stored');
   }
 
   async read(id: string): Promise<Buffer> {
     this.assertOpen();
     this.requireEntry(id);
-    try {
-      return await readFile(this.objectPath(id));
-    } catch (error) {
-      throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `failed to read spooled object ${id}: ${errorMessage(error)}`, { cause: error });
-    }
+    return this.files.read(id);
   }
 
   stats(): SpoolStats {
-    const stats: SpoolStats = { objects: this.entries.size, bytes: 0, destinations: {} };
-    for (const name of this.destinations) stats.destinations[name] = { queued: 0, setAside: 0, bytesQueued: 0, oldestQueuedAt: null };
-    for (const entry of this.entries.values()) {
-      stats.bytes += entry.bytes;
-      for (const [name, record] of Object.entries(entry.deliveries)) {
-        const destination = stats.destinations[name];
-        if (destination === undefined) continue;
-        if (record.state === 'queued') {
-          destination.queued += 1;
-          destination.bytesQueued += entry.bytes;
-          // Entries are visited oldest first, so the first queued one is the oldest.
-          destination.oldestQueuedAt ??= entry.queuedAt;
-        } else if (record.state === 'set-aside') {
-          destination.setAside += 1;
-        }
-      }
+    return collectStats({
+      entries: this.entries.values(),
+      destinations: this.destinations.map((destination) => destination.name),
+      isDone: (entry) => this.isDone(entry),
+      commitment: (name) => this.commitment.get(name) ?? false,
+      alarm: this.space.alarm,
+    });
+  }
+
+  async markSending(ids: string[], destination: string): Promise<void> {
+    this.assertOpen();
+    const marked: string[] = [];
+    const results = await Promise.allSettled(
+      ids.map((id) =>
+        this.withLock(id, async () => {
+          const entry = this.entries.get(id);
+          const record = entry?.deliveries[destination];
+          if (entry === undefined || record?.state !== 'queued') return;
+          await this.saveRecord(entry, destination, { ...record, state: 'sending', updatedAt: this.timestamp() });
+          marked.push(id);
+        }),
+      ),
+    );
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure === undefined) return;
+    // The caller will not send the batch, so none of it may stay 'sending'. On
+    // disk 'sending' already reads back as queued, so memory alone is reset.
+    for (const id of marked) {
+      const record = this.entries.get(id)?.deliveries[destination];
+      if (record?.state === 'sending') record.state = 'queued';
     }
-    return stats;
+    throw failure.reason;
   }
 
   async markStored(id: string, destination: string, status: number): Promise<void> {
-    return this.updateDelivery(id, destination, 'stored', { status });
+    return this.recordResult(id, destination, 'stored', { status });
   }
 
   async markFailed(id: string, destination: string, reason: string, status?: number): Promise<void> {
-    return this.updateDelivery(id, destination, 'queued', { reason, status });
+    return this.recordResult(id, destination, 'queued', { reason, status });
   }
 
   async markSetAside(id: string, destination: string, reason: string, status?: number): Promise<void> {
-    return this.updateDelivery(id, destination, 'set-aside', { reason, status });
+    return this.recordResult(id, destination, 'set-aside', { reason, status });
   }
 
-  /** Operator action: queues a set-aside object again for `destination`. */
-  async requeue(id: string, destination: string): Promise<void> {
+  /** Records a confirmed Storage Commitment, whatever the record's state was: the destination has the object. */
+  async markCommitted(id: string, destination: string): Promise<void> {
     this.assertOpen();
     return this.withLock(id, async () => {
       const entry = this.requireEntry(id);
       const record = this.requireRecord(entry, destination);
-      if (record.state !== 'set-aside') return;
-      const next = cloneEntry(entry);
-      next.deliveries[destination] = { state: 'queued', attempts: record.attempts, updatedAt: this.now().toISOString() };
-      await this.saveState(next);
-      this.log.info({ objectId: id, destination }, 'object queued again by operator');
+      if (record.state === 'committed') return;
+      const { lastStatus, attempts } = record;
+      await this.saveRecord(entry, destination, { state: 'committed', attempts, ...(lastStatus === undefined ? {} : { lastStatus }), updatedAt: this.timestamp() });
+      this.log.info({ objectId: id, destination }, 'object committed');
     });
+  }
+
+  /**
+   * Queues an object again for `destination`: after a set-aside, or after a
+   * store or commitment that must be repeated (a failed Storage Commitment, or
+   * an operator re-sending a retained object). Queued and sending records are
+   * left as they are.
+   */
+  async requeue(id: string, destination: string, reason?: string): Promise<void> {
+    await this.requeueRecord(id, destination, reason);
+  }
+
+  /** Runs `requeue` and resolves to the record's state before it was queued again, or undefined when it was left as it was. */
+  async requeueRecord(id: string, destination: string, reason?: string): Promise<DeliveryState | undefined> {
+    this.assertOpen();
+    let previous: DeliveryState | undefined;
+    await this.withLock(id, async () => {
+      const entry = this.requireEntry(id);
+      const record = this.requireRecord(entry, destination);
+      if (record.state === 'queued' || record.state === 'sending') return;
+      const next: DeliveryRecord = { state: 'queued', attempts: record.attempts, updatedAt: this.timestamp() };
+      if (reason !== undefined) next.lastError = reason.slice(0, MAX_REASON_LENGTH);
+      await this.saveRecord(entry, destination, next);
+      previous = record.state;
+      this.log.info({ objectId: id, destination, previousState: record.state, reason }, 'object queued again');
+    });
+    return previous;
   }
 
   /** Operator action: deletes an object and its state whatever its deliveries. */
@@ -240,89 +326,179 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue {
     this.assertOpen();
     return this.withLock(id, async () => {
       this.requireEntry(id);
-      await this.removeObject(id, false);
+      await this.removeObject(id, 'discarded');
       this.log.warn({ objectId: id }, 'object discarded by operator');
     });
   }
 
-  private async updateDelivery(id: string, destination: string, state: DeliveryState, result: { reason?: string; status?: number | undefined }): Promise<void> {
+  /** Removes done objects whose retention has ended, oldest first; resolves to how many were removed. */
+  async sweep(): Promise<number> {
+    this.assertOpen();
+    const now = this.now().getTime();
+    let removed = 0;
+    for (const entry of [...this.entries.values()]) {
+      if (!this.isDone(entry) || lastChangeTime(entry) + this.retentionMs > now) continue;
+      if ((await this.removeIfDone(entry.id, 'retention-ended')) > 0) removed += 1;
+    }
+    await this.space.checkCleared();
+    return removed;
+  }
+
+  private async addNow(part10: Buffer, meta: ObjectMetadata): Promise<SpoolEntry> {
+    const found = readObjectMetadata(part10);
+    if (found.sopInstanceUid !== meta.sopInstanceUid || found.sopClassUid !== meta.sopClassUid || found.transferSyntaxUid !== meta.transferSyntaxUid) {
+      throw new EndocapError(ErrorCodes.DICOM_OBJECT_INVALID, 'object metadata differs from its File Meta Information');
+    }
+
+    const release = await this.space.reserve(part10.length);
+    try {
+      let entry: SpoolEntry;
+      try {
+        entry = await this.writeObject(part10, meta);
+      } catch (error) {
+        if (!isOutOfSpace(error)) throw error;
+        // The statfs check passed (or is off) but the filesystem is full: make room once and try again.
+        const reason = `no space left on the spool's filesystem for an object of ${part10.length} bytes`;
+        if ((await this.space.freeRetained(part10.length)) === 0) throw this.space.reject(reason, part10.length, error);
+        try {
+          entry = await this.writeObject(part10, meta);
+        } catch (retryError) {
+          if (!isOutOfSpace(retryError)) throw retryError;
+          throw this.space.reject(reason, part10.length, retryError);
+        }
+      }
+      this.space.added();
+      this.log.info({ objectId: entry.id, bytes: entry.bytes }, 'object queued');
+      this.emit('objectQueued', cloneEntry(entry));
+      return cloneEntry(entry);
+    } finally {
+      release();
+    }
+  }
+
+  private async writeObject(part10: Buffer, meta: ObjectMetadata): Promise<SpoolEntry> {
+    const id = this.ids.next();
+    const deliveries: Record<string, DeliveryRecord> = {};
+    for (const { name } of this.destinations) deliveries[name] = queuedRecord(this.now());
+    const entry: SpoolEntry = { id, ...meta, bytes: part10.length, queuedAt: this.timestamp(), deliveries };
+    await this.files.create(entry, part10);
+    this.entries.set(id, entry);
+    return entry;
+  }
+
+  private async recordResult(id: string, destination: string, state: DeliveryState, result: { reason?: string; status?: number | undefined }): Promise<void> {
     this.assertOpen();
     return this.withLock(id, async () => {
       const entry = this.requireEntry(id);
       const record = this.requireRecord(entry, destination);
-      const next = cloneEntry(entry);
-      const updated: DeliveryRecord = { state, attempts: record.attempts + 1, updatedAt: this.now().toISOString() };
+      // A store that repeats a confirmed commitment does not undo the confirmation.
+      const nextState = state === 'stored' && record.state === 'committed' ? 'committed' : state;
+      const updated: DeliveryRecord = { state: nextState, attempts: record.attempts + 1, updatedAt: this.timestamp() };
       if (result.reason !== undefined) updated.lastError = result.reason.slice(0, MAX_REASON_LENGTH);
       if (result.status !== undefined) updated.lastStatus = result.status;
-      next.deliveries[destination] = updated;
+      await this.saveRecord(entry, destination, updated);
 
-      if (isDelivered(next)) {
-        await this.removeObject(id, true);
-        this.log.info({ objectId: id }, 'object stored on every destination and removed');
-        return;
-      }
-      await this.saveState(next);
       if (state === 'set-aside') {
         this.log.warn({ objectId: id, destination, status: result.status, reason: updated.lastError }, 'object set aside');
         this.emit('objectSetAside', { id, destination, reason: updated.lastError ?? '' });
       } else {
-        this.log.debug({ objectId: id, destination, state, attempts: updated.attempts }, 'delivery recorded');
+        this.log.debug({ objectId: id, destination, state: nextState, attempts: updated.attempts }, 'delivery recorded');
       }
     });
-  }
-
-  private async saveState(entry: SpoolEntry): Promise<void> {
-    try {
-      await writeFileDurably(this.statePath(entry.id), JSON.stringify(entry));
-    } catch (error) {
-      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to write state of object ${entry.id}: ${errorMessage(error)}`, { cause: error, retryable: true });
-    }
-    this.entries.set(entry.id, entry);
   }
 
   /**
-   * Deletes the object file before its state file: a crash in between leaves a
-   * state without object, which `open()` removes, rather than an object that
-   * would be sent again.
+   * Writes one delivery record; must run under the object's lock. A done object
+   * is removed at once when retention is 0. When the write fails, a record that
+   * was 'sending' becomes 'queued' in memory, as it would be read back after a
+   * restart, so that the object is sent again without waiting for a restart.
    */
-  private async removeObject(id: string, delivered: boolean): Promise<void> {
+  private async saveRecord(entry: SpoolEntry, destination: string, record: DeliveryRecord): Promise<void> {
+    const next = cloneEntry(entry);
+    next.deliveries[destination] = record;
+    if (this.retentionMs === 0 && this.isDone(next)) {
+      await this.removeObject(next.id, 'delivered');
+      this.log.info({ objectId: next.id }, 'object delivered to every destination and removed');
+      this.checkSpaceLater();
+      return;
+    }
     try {
-      await removeFilesDurably(this.directory, [id + OBJECT_SUFFIX, id + STATE_SUFFIX]);
+      // A lost 'sending' leaves 'queued' on disk, which is what 'sending' reads back as, so its folder fsync is skipped.
+      await this.files.writeState(next, { syncFolder: record.state !== 'sending' });
     } catch (error) {
-      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to remove object ${id}: ${errorMessage(error)}`, { cause: error, retryable: true });
+      const previous = entry.deliveries[destination];
+      if (previous?.state === 'sending') previous.state = 'queued';
+      throw error;
     }
-    this.entries.delete(id);
-    this.emit('objectRemoved', { id, delivered });
-  }
-
-  private async discardFailedAdd(id: string, committed: boolean): Promise<void> {
-    // The caller gets an error and the object was never acknowledged, so it is
-    // removed rather than left to be re-queued at the next open.
-    const names = committed ? [id + OBJECT_SUFFIX, id + STATE_SUFFIX, id + STATE_SUFFIX + TEMP_SUFFIX] : [id + OBJECT_SUFFIX + TEMP_SUFFIX];
-    for (const name of names) {
-      try {
-        await unlink(path.join(this.directory, name));
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-          this.log.error({ objectId: id, file: name, err: { message: errorMessage(error) } }, 'failed to remove file of failed add');
-        }
-      }
+    this.entries.set(next.id, next);
+    if (this.isDone(next)) {
+      this.log.info({ objectId: next.id, retentionHours: this.retentionMs / 3_600_000 }, 'object delivered to every destination, kept for retention');
+      this.checkSpaceLater();
     }
   }
 
-  /** Runs `task` after every earlier task for the same object, so concurrent marks from two senders do not overwrite each other. */
-  private withLock(id: string, task: () => Promise<void>): Promise<void> {
-    const previous = this.locks.get(id) ?? Promise.resolve();
-    const run = previous.then(task);
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.locks.set(id, settled);
-    void settled.then(() => {
-      if (this.locks.get(id) === settled) this.locks.delete(id);
+  /** Removes an object if it is still done; resolves to the bytes freed, 0 when it was kept. */
+  private async removeIfDone(id: string, cause: RemovalCause): Promise<number> {
+    let freed = 0;
+    await this.withLock(id, async () => {
+      const entry = this.entries.get(id);
+      if (entry === undefined || !this.isDone(entry)) return;
+      await this.removeObject(id, cause);
+      freed = entry.bytes;
+      this.log.info({ objectId: id, cause }, 'retained object removed');
     });
-    return run;
+    return freed;
+  }
+
+  private async removeObject(id: string, cause: RemovalCause): Promise<void> {
+    await this.files.remove(id);
+    this.entries.delete(id);
+    this.emit('objectRemoved', { id, delivered: cause !== 'discarded', cause });
+  }
+
+  /** Checks, without waiting, whether a spool-full alarm can be cleared. */
+  private checkSpaceLater(): void {
+    this.space.checkCleared().catch((error: unknown) => this.log.error({ err: { message: errorMessage(error) } }, 'spool space check failed'));
+  }
+
+  private async runPeriodicSweep(): Promise<void> {
+    if (this.sweeping !== undefined || this.closed) return;
+    this.sweeping = this.sweep()
+      .then(() => undefined)
+      .catch((error: unknown) => this.log.error({ err: { message: errorMessage(error) } }, 'spool sweep failed'));
+    await this.sweeping;
+    this.sweeping = undefined;
+  }
+
+  private withLock(id: string, task: () => Promise<void>): Promise<void> {
+    return this.locks.run(id, task);
+  }
+
+  private async track<T>(operation: Promise<T>): Promise<T> {
+    this.adding.add(operation);
+    try {
+      return await operation;
+    } finally {
+      this.adding.delete(operation);
+    }
+  }
+
+  private usage(): { bytes: number; retained: Array<{ id: string; bytes: number }> } {
+    let bytes = 0;
+    const retained: Array<{ id: string; bytes: number }> = [];
+    for (const entry of this.entries.values()) {
+      bytes += entry.bytes;
+      if (this.isDone(entry)) retained.push({ id: entry.id, bytes: entry.bytes });
+    }
+    return { bytes, retained };
+  }
+
+  private isDone(entry: SpoolEntry): boolean {
+    return isDone(entry, (name) => this.commitment.get(name) ?? false);
+  }
+
+  private withState(destination: string, state: DeliveryState): SpoolEntry[] {
+    return [...this.entries.values()].filter((entry) => entry.deliveries[destination]?.state === state).map(cloneEntry);
   }
 
   private requireEntry(id: string): SpoolEntry {
@@ -341,11 +517,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue {
     if (!this.opened || this.closed) throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, 'spool used before open() or after close()');
   }
 
-  private objectPath(id: string): string {
-    return path.join(this.directory, id + OBJECT_SUFFIX);
-  }
-
-  private statePath(id: string): string {
-    return path.join(this.directory, id + STATE_SUFFIX);
+  private timestamp(): string {
+    return this.now().toISOString();
   }
 }

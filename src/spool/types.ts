@@ -50,9 +50,15 @@ export interface ObjectMetadata {
 export interface SenderQueue {
   /** Entries still queued for `destination`, oldest first. */
   pending(destination: string): SpoolEntry[];
+  /**
+   * Records that a sender took these objects, so `pending` leaves them out until
+   * a result is recorded. After a restart they are queued again. Ids no longer
+   * in the queue are skipped.
+   */
+  markSending(ids: string[], destination: string): Promise<void>;
   /** Reads the Part 10 bytes of an object. */
   read(id: string): Promise<Buffer>;
-  /** Records a success; deletes the object once every destination has it. */
+  /** Records a success; the object is done for `destination` unless it waits for Storage Commitment there. */
   markStored(id: string, destination: string, status: number): Promise<void>;
   /** Records a transient failure; the object stays queued. */
   markFailed(id: string, destination: string, reason: string, status?: number): Promise<void>;

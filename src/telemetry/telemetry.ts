@@ -27,12 +27,20 @@ export interface TelemetryStatus {
 
 /** A telemetry event: internal ids, counts and reasons only. */
 export interface TelemetryEvent {
-  type: 'still-captured' | 'capture-failed' | 'object-stored' | 'store-failed' | 'object-set-aside' | 'video-signal-lost' | 'video-signal-acquired' | 'footswitch-connected' | 'footswitch-disconnected';
+  type: 'still-captured' | 'capture-failed' | 'object-stored' | 'store-failed' | 'object-set-aside' | 'video-signal-lost' | 'video-signal-acquired' | 'footswitch-connected' | 'footswitch-disconnected' | 'alarm-raised' | 'alarm-cleared'
+    | 'object-committed' | 'commitment-failed' | 'commitment-unsupported' | 'commitment-supported'
+    | 'clip-started' | 'clip-captured' | 'clip-failed';
+  /** Alarm id, such as `spool-full`, for alarm events. */
+  id?: string;
+  severity?: 'critical' | 'warning';
   objectId?: string;
   destination?: string;
   status?: number;
   reason?: string;
   bytes?: number;
+  /** Internal clip id and file number, for clip events. */
+  clipId?: string;
+  part?: number;
 }
 
 export interface TelemetryOptions {
@@ -203,11 +211,15 @@ function pickStatus(status: TelemetryStatus): TelemetryStatus {
 function pickEvent(event: TelemetryEvent): TelemetryEvent {
   return {
     type: event.type,
+    id: event.id,
+    severity: event.severity,
     objectId: event.objectId,
     destination: event.destination,
     status: event.status,
     reason: event.reason,
     bytes: event.bytes,
+    clipId: event.clipId,
+    part: event.part,
   };
 }
 

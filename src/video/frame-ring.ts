@@ -16,7 +16,7 @@ export interface RingEntry {
 export class FrameRing {
   private readonly entries: RingEntry[] = [];
 
-  constructor(private readonly capacity: number) {
+  constructor(readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw new RangeError(`frame ring capacity must be a positive integer, got ${capacity}`);
     }
@@ -45,6 +45,11 @@ export class FrameRing {
       if (entry !== undefined && entry.arrivedAt <= atMs) return entry;
     }
     return this.entries[0];
+  }
+
+  /** Returns the kept frames that arrived from `fromMs` to `toMs` inclusive, oldest first. */
+  between(fromMs: number, toMs: number): RingEntry[] {
+    return this.entries.filter((entry) => entry.arrivedAt >= fromMs && entry.arrivedAt <= toMs);
   }
 
   newest(): RingEntry | undefined {

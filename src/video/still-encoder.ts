@@ -13,6 +13,8 @@ import {
 import { avGetPixFmtName, Rational, type Frame, type Packet } from 'node-av/lib';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { ImageConfig } from '../profile/capture-schema.js';
+import { imageFilterSteps } from './image-filter.js';
 
 export interface EncodedStill {
   jpeg: Buffer;
@@ -22,6 +24,8 @@ export interface EncodedStill {
 
 export interface StillEncoderOptions {
   log: Logger;
+  /** Crop and masks applied to every still; none when absent. */
+  image?: ImageConfig;
 }
 
 /** Pixel formats whose samples are limited range (16-235) unless the frame is tagged full range. */
@@ -45,6 +49,7 @@ const QSCALE_PER_SCALE_PERCENT = (8 * 57.625) / (100 * 33.03125);
  */
 export class StillEncoder {
   private readonly log: Logger;
+  private readonly image: ImageConfig | undefined;
   private filter: FilterAPI | undefined;
   private filterKey = '';
   private encoder: Encoder | undefined;
@@ -56,6 +61,7 @@ export class StillEncoder {
 
   constructor(options: StillEncoderOptions) {
     this.log = options.log;
+    this.image = options.image;
   }
 
   /**
@@ -121,12 +127,20 @@ export class StillEncoder {
     if (this.filter !== undefined && this.filterKey === key) return this.filter;
 
     this.releaseFilter();
+    // Masks and crop come before the range conversion, in a planar format of
+    // the input's own range. drawbox (FFmpeg 8.1) paints black as 16 in
+    // yuv422p and as 0 in yuvj422p, whatever range the frame is tagged with,
+    // so the conversion then turns it into full-range 0 either way.
+    const imageSteps = this.image === undefined ? [] : imageFilterSteps(this.image, frame.width, frame.height);
+    const masking = imageSteps.length === 0 ? [] : [`format=${inputRange === 'pc' ? 'yuvj422p' : 'yuv422p'}`, ...imageSteps];
     // The range conversion is explicit: marking a limited-range frame as full
     // range without scaling its samples turns black into grey (16) and white
     // into 235. An unspecified input matrix is read as BT.601, swscale's default.
-    const description =
-      `scale=in_range=${inputRange}:out_range=pc:out_color_matrix=bt601:flags=bicubic+accurate_rnd+full_chroma_int,` +
-      'format=yuv422p';
+    const description = [
+      ...masking,
+      `scale=in_range=${inputRange}:out_range=pc:out_color_matrix=bt601:flags=bicubic+accurate_rnd+full_chroma_int`,
+      'format=yuv422p',
+    ].join(',');
     this.filter = FilterAPI.create(description, { threads: 1 });
     this.filterKey = key;
     this.log.debug({ width: frame.width, height: frame.height, pixelFormat: avGetPixFmtName(frame.format as AVPixelFormat), inputRange }, 'still filter created');
@@ -179,7 +193,8 @@ export function qscaleFor(jpegQuality: number): number {
   return Math.min(31, Math.max(1, Math.round(scalePercent * QSCALE_PER_SCALE_PERCENT)));
 }
 
-function isFullRange(frame: Frame): boolean {
+/** True when the frame's samples use the full 0-255 range (JPEG range) rather than 16-235. */
+export function isFullRange(frame: Frame): boolean {
   if (frame.colorRange === AVCOL_RANGE_JPEG) return true;
   const name = avGetPixFmtName(frame.format as AVPixelFormat) ?? '';
   if (name.startsWith('yuvj')) return true;

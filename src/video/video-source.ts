@@ -6,8 +6,10 @@ import { AVERROR_EAGAIN, AVERROR_EOF, type AVPixelFormat } from 'node-av/constan
 import { Backoff, sleep } from '../backoff.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { ImageConfig, StillSelection } from '../profile/capture-schema.js';
 import type { VideoConfig } from '../profile/schema.js';
-import { FrameRing } from './frame-ring.js';
+import { FocusMeter } from './focus.js';
+import { FrameRing, type RingEntry } from './frame-ring.js';
 import { openInput } from './open-input.js';
 import { Pacer } from './pacer.js';
 import { describeSource, inputSpec, type InputSpec } from './input-spec.js';
@@ -38,10 +40,32 @@ export interface OpenFailedEvent {
   retryInMs: number;
 }
 
+/**
+ * A decoded frame, lent to listeners for the duration of the call: a listener
+ * that keeps it takes its own reference with `frame.clone()`.
+ */
+export interface FrameDecodedEvent {
+  frame: Frame;
+  /** Wall-clock arrival time, in ms since the epoch. */
+  arrivedAt: number;
+  /** Nominal frames per second of the stream, 0 when it declares none. */
+  frameRate: number;
+}
+
+/** A video packet read from the input, lent to listeners like FrameDecodedEvent's frame. */
+export interface PacketReadEvent {
+  packet: Packet;
+  stream: Stream;
+  /** Wall-clock read time, in ms since the epoch. */
+  arrivedAt: number;
+}
+
 export interface VideoSourceEvents {
   signalAcquired: [SignalAcquiredEvent];
   signalLost: [SignalLostEvent];
   openFailed: [OpenFailedEvent];
+  frameDecoded: [FrameDecodedEvent];
+  packetRead: [PacketReadEvent];
 }
 
 export interface VideoSourceStatus {
@@ -68,9 +92,21 @@ export interface StillImage {
   frameTime: Date;
 }
 
+export interface StillOptions {
+  jpegQuality: number;
+  /** Frame to use; defaults to the one on screen at the press. */
+  selection?: StillSelection;
+  /** Width of the window centred on the press that `sharpest` searches, in ms. */
+  windowMs?: number;
+}
+
 export interface VideoSourceOptions {
   config: VideoConfig;
   log: Logger;
+  /** Crop and masks applied to stills; none when absent. */
+  image?: ImageConfig;
+  /** Window of the sharpest-frame search, in ms; the frame ring is sized to hold it. */
+  stillWindowMs?: number;
   /** Maximum time stop() waits for the decode loop and the still encoder, in milliseconds each. */
   stopTimeoutMs?: number;
 }
@@ -83,6 +119,9 @@ interface SessionResult {
 }
 
 const FPS_WINDOW_MS = 2_000;
+
+/** Frame rate assumed for sizing the ring when the profile gives none: the highest common capture rate. */
+const ASSUMED_MAX_FRAME_RATE = 60;
 
 /**
  * A live video input: opens the configured source, decodes it continuously
@@ -99,7 +138,9 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
   private readonly log: Logger;
   private readonly stopTimeoutMs: number;
   private readonly ring: FrameRing;
+  private readonly image: ImageConfig | undefined;
   private stillEncoder: StillEncoder;
+  private readonly focusMeter: FocusMeter;
   private abort: AbortController | undefined;
   private loop: Promise<void> | undefined;
   /** Last state reported to listeners. It is `unknown` until the first frame or failure after start(). */
@@ -116,8 +157,10 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     this.config = options.config;
     this.log = options.log.child({ component: 'video' });
     this.stopTimeoutMs = options.stopTimeoutMs ?? 3_000;
-    this.ring = new FrameRing(this.config.ringFrames);
-    this.stillEncoder = new StillEncoder({ log: this.log });
+    this.image = options.image;
+    this.ring = new FrameRing(ringCapacity(this.config, options.stillWindowMs));
+    this.stillEncoder = new StillEncoder({ log: this.log, image: this.image });
+    this.focusMeter = new FocusMeter({ image: this.image });
   }
 
   /**
@@ -129,8 +172,8 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     const fontFile = await this.simulatorFont();
     const abort = new AbortController();
     this.abort = abort;
-    this.stillEncoder = new StillEncoder({ log: this.log });
-    this.log.info({ source: describeSource(this.config.source), ringFrames: this.config.ringFrames }, 'video source starting');
+    this.stillEncoder = new StillEncoder({ log: this.log, image: this.image });
+    this.log.info({ source: describeSource(this.config.source), ringFrames: this.ring.capacity }, 'video source starting');
     this.loop = this.run(abort.signal, fontFile);
   }
 
@@ -146,6 +189,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       this.log.warn({ stopTimeoutMs: this.stopTimeoutMs }, 'still encoder did not close in time');
     }
     this.ring.clear();
+    this.focusMeter.close();
     this.loop = undefined;
     this.abort = undefined;
     this.state = 'unknown';
@@ -173,25 +217,58 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
 
   /**
    * Encodes the frame that was on screen at wall-clock time `atMs` (ms since
-   * the epoch) as a baseline JPEG. Throws VIDEO_NO_FRAME (retryable) when no
-   * frame is kept, and STILL_ENCODE_FAILED when encoding fails.
+   * the epoch) as a baseline JPEG, or with `selection: 'sharpest'` the
+   * sharpest frame within `windowMs` centred on it, which waits until the
+   * window has passed. Throws VIDEO_NO_FRAME (retryable) when no frame is
+   * kept, and STILL_ENCODE_FAILED when encoding fails.
    */
-  async captureStill(atMs: number, options: { jpegQuality: number }): Promise<StillImage> {
-    const entry = this.ring.frameAt(atMs);
+  async captureStill(atMs: number, options: StillOptions): Promise<StillImage> {
+    const chosen = options.selection === 'sharpest' ? await this.sharpestFrame(atMs, options.windowMs ?? 300) : this.referenceFrame(this.ring.frameAt(atMs));
+    try {
+      const still = await this.stillEncoder.encode(chosen.frame, options.jpegQuality);
+      return { ...still, frameTime: new Date(chosen.arrivedAt) };
+    } finally {
+      chosen.frame.free();
+    }
+  }
+
+  /** Returns our own reference to a ring frame, so that the ring may free its copy while we use it. */
+  private referenceFrame(entry: RingEntry | undefined): { frame: Frame; arrivedAt: number } {
     if (entry === undefined) {
       throw new EndocapError(ErrorCodes.VIDEO_NO_FRAME, 'no video frame available for a still', { retryable: true });
     }
-    // Our own reference, so the ring may free its frame while we encode.
     const frame = entry.frame.clone();
     if (frame === null) {
       throw new EndocapError(ErrorCodes.STILL_ENCODE_FAILED, 'could not reference the video frame (out of memory)', { retryable: true });
     }
+    return { frame, arrivedAt: entry.arrivedAt };
+  }
+
+  /** Waits for the end of the window around `atMs`, then returns the kept frame in it with the highest focus measure. */
+  private async sharpestFrame(atMs: number, windowMs: number): Promise<{ frame: Frame; arrivedAt: number }> {
+    const half = windowMs / 2;
+    const waitMs = atMs + half - Date.now();
+    if (waitMs > 0) await sleep(Math.min(waitMs, windowMs));
+    const entries = this.ring.between(atMs - half, atMs + half);
+    if (entries.length === 0) return this.referenceFrame(this.ring.frameAt(atMs));
+
+    const candidates = entries.map((entry) => this.referenceFrame(entry));
+    let best = candidates[0];
+    let bestScore = -1;
     try {
-      const still = await this.stillEncoder.encode(frame, options.jpegQuality);
-      return { ...still, frameTime: new Date(entry.arrivedAt) };
+      for (const candidate of candidates) {
+        const score = await this.focusMeter.measure(candidate.frame);
+        if (score > bestScore) {
+          best = candidate;
+          bestScore = score;
+        }
+      }
     } finally {
-      frame.free();
+      for (const candidate of candidates) if (candidate !== best) candidate.frame.free();
     }
+    if (best === undefined) return this.referenceFrame(this.ring.frameAt(atMs));
+    this.log.debug({ candidates: candidates.length, offsetMs: best.arrivedAt - atMs, focus: Math.round(bestScore) }, 'sharpest frame chosen');
+    return best;
   }
 
   private async simulatorFont(): Promise<string | null> {
@@ -312,7 +389,13 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
           return { reason: 'read failed', framesDecoded, error };
         }
 
-        if (packet.streamIndex === stream.index) await decoder.decode(packet);
+        if (packet.streamIndex === stream.index) {
+          if (this.listenerCount('packetRead') > 0) {
+            const read = { packet, stream, arrivedAt: Date.now() };
+            this.notify('packetRead', () => this.emit('packetRead', read));
+          }
+          await decoder.decode(packet);
+        }
         packet.unref();
         for (let frame = await decoder.receive(); frame; frame = await decoder.receive()) {
           if (abort.aborted || timedOut) {
@@ -358,9 +441,13 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       this.notify('signalAcquired', () => this.emit('signalAcquired', acquired));
       this.ring.push(frame, arrivedAt);
       this.warmUpStillEncoder(frame);
-      return;
+    } else {
+      this.ring.push(frame, arrivedAt);
     }
-    this.ring.push(frame, arrivedAt);
+    if (this.listenerCount('frameDecoded') > 0) {
+      const decoded = { frame, arrivedAt, frameRate: this.format?.frameRate ?? 0 };
+      this.notify('frameDecoded', () => this.emit('frameDecoded', decoded));
+    }
   }
 
   /**
@@ -409,6 +496,16 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     this.log.warn({ reason, wasAcquired }, 'video signal lost');
     this.notify('signalLost', () => this.emit('signalLost', { reason }));
   }
+}
+
+/**
+ * Frames the ring keeps: the profile's ringFrames, or enough to cover the
+ * sharpest-still window at the source's frame rate, whichever is more.
+ */
+function ringCapacity(config: VideoConfig, stillWindowMs: number | undefined): number {
+  if (stillWindowMs === undefined) return config.ringFrames;
+  const frameRate = config.source.frameRate ?? ASSUMED_MAX_FRAME_RATE;
+  return Math.max(config.ringFrames, Math.ceil((stillWindowMs / 1000) * frameRate) + 2);
 }
 
 /** Resolves true when `promise` settles within `ms`, false otherwise. */

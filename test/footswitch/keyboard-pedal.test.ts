@@ -66,11 +66,23 @@ t.test('keyboard pedal on a terminal', async (t) => {
   await sleep(150);
   t.equal(gestures.length, 2, 'auto-repeated spaces are one press');
 
+  await socat.write('c');
+  await waitUntil(() => gestures.length === 3, 2_000, 'c toggled a clip');
+  t.equal(gestures[2]?.action, 'clip', 'c is the clip key');
+  await sleep(100);
+  await socat.write('ccc');
+  await sleep(150);
+  t.equal(gestures.length, 3, 'a held c is one press');
+  await sleep(800);
+  await socat.write('C');
+  await waitUntil(() => gestures.length === 4, 2_000, 'C toggled the clip again');
+  t.equal(gestures[3]?.action, 'clip');
+
   await socat.write('xq');
   await waitUntil(() => quits === 1, 2_000, 'q asked to quit');
   await socat.write('\x03');
   await waitUntil(() => quits === 2, 2_000, 'Ctrl-C asked to quit');
-  t.equal(gestures.length, 2, 'other keys are no presses');
+  t.equal(gestures.length, 4, 'other keys are no presses');
 
   await pedal.stop();
   t.equal(await canonicalMode(socat.devicePath), 'icanon', 'terminal restored');

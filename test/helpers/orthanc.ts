@@ -10,6 +10,8 @@ export interface OrthancPeer {
   aeTitle: string;
   /** GET on Orthanc's REST API, parsed as JSON. */
   get<T>(route: string): Promise<T>;
+  /** POST of a JSON body on Orthanc's REST API, with the answer parsed as JSON. */
+  post<T>(route: string, body: unknown): Promise<T>;
   /** Downloads the stored file of an instance. */
   file(instanceId: string): Promise<Buffer>;
   stop(): Promise<void>;
@@ -24,7 +26,18 @@ export interface OrthancPeer {
  * storage folder. Orthanc listens on every interface and has no bind-address
  * option; the ports are random and the process lives only for the test.
  */
-export async function startOrthanc(options: { aeTitle?: string; checkCalledAet?: boolean } = {}): Promise<OrthancPeer> {
+export interface OrthancOptions {
+  aeTitle?: string;
+  checkCalledAet?: boolean;
+  /**
+   * DicomModalities entries, by name. A modality that asks for Storage
+   * Commitment gets its result on a new association to the address listed
+   * here, when its entry has `AllowStorageCommitment: true`.
+   */
+  modalities?: Record<string, { AET: string; Host: string; Port: number; AllowStorageCommitment?: boolean }>;
+}
+
+export async function startOrthanc(options: OrthancOptions = {}): Promise<OrthancPeer> {
   const directory = await mkdtemp(path.join(os.tmpdir(), 'endocap-orthanc-'));
   const dicomPort = await freePort();
   const httpPort = await freePort();
@@ -44,6 +57,7 @@ export async function startOrthanc(options: { aeTitle?: string; checkCalledAet?:
     Plugins: [],
     DicomAlwaysAllowStore: true,
     UnknownSopClassAccepted: false,
+    DicomModalities: options.modalities ?? {},
   };
   const configFile = path.join(directory, 'orthanc.json');
   await writeFile(configFile, JSON.stringify(config, null, 2));
@@ -88,6 +102,12 @@ export async function startOrthanc(options: { aeTitle?: string; checkCalledAet?:
       const response = await fetch(`${base}${route}`);
       if (!response.ok) throw new Error(`Orthanc GET ${route} failed with HTTP ${response.status}`);
       return (await response.json()) as T;
+    },
+    async post<T>(route: string, body: unknown): Promise<T> {
+      const response = await fetch(`${base}${route}`, { method: 'POST', body: JSON.stringify(body) });
+      if (!response.ok) throw new Error(`Orthanc POST ${route} failed with HTTP ${response.status}`);
+      const text = await response.text();
+      return (text === '' ? undefined : JSON.parse(text)) as T;
     },
     async file(instanceId: string): Promise<Buffer> {
       const response = await fetch(`${base}/instances/${instanceId}/file`);

@@ -9,10 +9,27 @@ export const BLACK_WHITE_GRAPH =
 export interface TestProfileOptions {
   directory: string;
   devicePath?: string;
-  destinations?: Array<{ name: string; host: string; port: number; calledAeTitle: string; retry?: { initialMs: number; maxMs: number } }>;
+  destinations?: Array<{
+    name: string;
+    host: string;
+    port: number;
+    calledAeTitle: string;
+    retry?: { initialMs: number; maxMs: number };
+    storageCommitment?: { enabled: boolean; requestDelayMs?: number; resultTimeoutMs?: number; reportWaitMs?: number };
+  }>;
+  /** The profile's commitmentListener section, for destinations that ask for Storage Commitment. */
+  commitmentListener?: { host: string; port: number; aeTitle?: string; allowedPeers: Array<{ aeTitle: string; host: string }> };
   mqttUrl?: string;
   stationName?: string;
   graph?: string;
+  /** Spool settings besides the folder, such as quotas and retention. */
+  spool?: { retentionHours?: number; maxBytes?: number; minFreeBytes?: number };
+  /** Pedal gestures; defaults to short: still. */
+  gestures?: { short?: string; long?: string; double?: string };
+  /** Hold time of a long press, in ms. */
+  longPressMs?: number;
+  /** Further top-level profile sections, such as clip, image or still. */
+  sections?: Record<string, unknown>;
 }
 
 /** Writes a profile for a daemon under test: lavfi video, pty footswitch, loopback peers. */
@@ -40,7 +57,8 @@ export async function writeTestProfile(options: TestProfileOptions): Promise<str
           baudRate: 9600,
           protocol: { kind: 'bytes', down: [0x31], up: [0x30] },
           debounceMs: 20,
-          gestures: { short: 'still', long: 'none', double: 'none' },
+          ...(options.longPressMs === undefined ? {} : { longPressMs: options.longPressMs }),
+          gestures: { short: 'still', long: 'none', double: 'none', ...options.gestures },
           reopenIntervalMs: 500,
         }
       : { kind: 'none' },
@@ -52,9 +70,12 @@ export async function writeTestProfile(options: TestProfileOptions): Promise<str
       retry: destination.retry ?? { initialMs: 200, maxMs: 2_000 },
     })),
     ...(options.mqttUrl ? { mqtt: { url: options.mqttUrl, topicPrefix: 'endocap-test', statusIntervalMs: 1_000 } } : {}),
-    spool: { directory: path.join(options.directory, 'spool') },
+    ...(options.commitmentListener ? { commitmentListener: options.commitmentListener } : {}),
+    // Retention 0 unless a test asks for more: an empty spool folder then means everything was delivered.
+    spool: { directory: path.join(options.directory, 'spool'), retentionHours: 0, ...options.spool },
     stateDirectory: path.join(options.directory, 'state'),
     logLevel: 'debug',
+    ...options.sections,
   };
   const file = path.join(options.directory, 'profile.yaml');
   await writeFile(file, stringify(profile));

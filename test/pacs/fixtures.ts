@@ -129,6 +129,13 @@ export class MemoryQueue implements SenderQueue {
       .sort((a, b) => a.queuedAt.localeCompare(b.queuedAt));
   }
 
+  async markSending(ids: string[], destination: string): Promise<void> {
+    for (const id of ids) {
+      const delivery = this.entries.get(id)?.entry.deliveries[destination];
+      if (delivery?.state === 'queued') delivery.state = 'sending';
+    }
+  }
+
   async read(id: string): Promise<Buffer> {
     const found = this.entries.get(id);
     if (!found) throw new Error(`no object ${id}`);

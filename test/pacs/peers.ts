@@ -1,10 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import dimse from 'dcmjs-dimse';
 import type { association, requests, Scp as DimseScp } from 'dcmjs-dimse';
 
 const { Scp, responses, constants } = dimse;
+const run = promisify(execFile);
 
 async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
@@ -97,7 +101,13 @@ export async function startSilentServer(): Promise<RunningPeer> {
  */
 export type FakeBehaviour =
   | { kind: 'status'; status: number }
+  /** The n-th C-STORE over the fake's lifetime gets statuses[n]; the last one repeats. */
+  | { kind: 'statuses'; statuses: number[] }
   | { kind: 'abort-during-data' }
+  /** Reads the data set until more than `bytes` arrived, then sends A-ABORT. */
+  | { kind: 'abort-after-bytes'; bytes: number }
+  /** Accepts the association but no presentation context. */
+  | { kind: 'reject-contexts' }
   | { kind: 'reset-during-data' }
   | { kind: 'never-answer' }
   | { kind: 'stop-reading' }
@@ -108,31 +118,50 @@ export interface FakeScp extends RunningPeer {
   received: number;
   /** Associations accepted so far. */
   associations: number;
+  /** A-ABORTs the fake sent. */
+  aborts: number;
+  /** Associations the fake rejected. */
+  rejections: number;
+  /** Bytes received on every connection, PDU headers included. */
+  bytesReceived: number;
 }
 
 type CStoreRequestInstance = InstanceType<typeof requests.CStoreRequest>;
 
-/** Starts a dcmjs-dimse Scp behind a server bound to 127.0.0.1 only (Server.listen binds every interface). */
-export async function startFakeScp(behaviour: FakeBehaviour): Promise<FakeScp> {
+/**
+ * Starts a dcmjs-dimse Scp behind a server bound to 127.0.0.1 only
+ * (Server.listen binds every interface), on `port` or a free one.
+ */
+export async function startFakeScp(behaviour: FakeBehaviour, port = 0): Promise<FakeScp> {
   const sockets = new Set<net.Socket>();
-  const state = { received: 0, associations: 0 };
+  const state = { received: 0, associations: 0, aborts: 0, rejections: 0, bytesReceived: 0 };
 
   class Fake extends Scp {
     private readonly socket: net.Socket;
+    private aborted = false;
 
     constructor(socket: net.Socket) {
       super(socket, { associationTimeout: 60_000, pduTimeout: 60_000 });
       this.socket = socket;
+      let connectionBytes = 0;
+      socket.on('data', (chunk: Buffer) => {
+        state.bytesReceived += chunk.length;
+        connectionBytes += chunk.length;
+        // The fake keeps the connection open after its A-ABORT, so that only the abort itself can end the transfer.
+        if (behaviour.kind === 'abort-after-bytes' && connectionBytes > behaviour.bytes) this.abortAssociation();
+      });
     }
 
     override associationRequested(requested: InstanceType<typeof association.Association>): void {
       if (behaviour.kind === 'reject') {
+        state.rejections += 1;
         this.sendAssociationReject(behaviour.result, behaviour.source, behaviour.reason);
         return;
       }
       for (const { context } of requested.getPresentationContexts()) {
         const first = context.getTransferSyntaxUids()[0];
-        context.setResult(constants.PresentationContextResult.Accept, first);
+        if (behaviour.kind === 'reject-contexts') context.setResult(constants.PresentationContextResult.RejectAbstractSyntaxNotSupported);
+        else context.setResult(constants.PresentationContextResult.Accept, first);
       }
       state.associations += 1;
       this.sendAssociationAccept();
@@ -141,16 +170,27 @@ export async function startFakeScp(behaviour: FakeBehaviour): Promise<FakeScp> {
 
     override createStoreWritableStream(...args: Parameters<DimseScp['createStoreWritableStream']>): ReturnType<DimseScp['createStoreWritableStream']> {
       // The first P-DATA of a data set has arrived: the transfer is under way.
-      if (behaviour.kind === 'abort-during-data') this.sendAbort(constants.AbortSource.ServiceProvider, constants.AbortReason.NotSpecified);
+      if (behaviour.kind === 'abort-during-data') this.abortAssociation();
       if (behaviour.kind === 'reset-during-data') this.socket.resetAndDestroy();
       return super.createStoreWritableStream(...args);
     }
 
+    private abortAssociation(): void {
+      if (this.aborted) return;
+      this.aborted = true;
+      state.aborts += 1;
+      this.sendAbort(constants.AbortSource.ServiceProvider, constants.AbortReason.NotSpecified);
+    }
+
     override cStoreRequest(request: CStoreRequestInstance, callback: (response: InstanceType<typeof responses.CStoreResponse>) => void): void {
+      const index = state.received;
       state.received += 1;
-      if (behaviour.kind !== 'status') return;
+      let status: number;
+      if (behaviour.kind === 'status') status = behaviour.status;
+      else if (behaviour.kind === 'statuses') status = behaviour.statuses[Math.min(index, behaviour.statuses.length - 1)] ?? 0;
+      else return;
       const response = responses.CStoreResponse.fromRequest(request);
-      response.setStatus(behaviour.status);
+      response.setStatus(status);
       callback(response);
     }
 
@@ -165,7 +205,7 @@ export async function startFakeScp(behaviour: FakeBehaviour): Promise<FakeScp> {
     socket.on('error', () => socket.destroy());
     new Fake(socket);
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(port, '127.0.0.1');
   await once(server, 'listening');
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('no port assigned');
@@ -178,6 +218,15 @@ export async function startFakeScp(behaviour: FakeBehaviour): Promise<FakeScp> {
     get associations() {
       return state.associations;
     },
+    get aborts() {
+      return state.aborts;
+    },
+    get rejections() {
+      return state.rejections;
+    },
+    get bytesReceived() {
+      return state.bytesReceived;
+    },
     output: () => '',
     stop: async () => {
       for (const socket of sockets) socket.destroy();
@@ -185,4 +234,66 @@ export async function startFakeScp(behaviour: FakeBehaviour): Promise<FakeScp> {
       await once(server, 'close');
     },
   };
+}
+
+export interface WorklistEntry {
+  patientName: string;
+  patientId: string;
+  accessionNumber: string;
+  studyInstanceUid: string;
+  scheduledProcedureStepId: string;
+}
+
+/** DCMTK dump text of one worklist item with every attribute wlmscpfs requires of a .wl file. */
+function worklistDump(entry: WorklistEntry): string {
+  return [
+    '(0008,0005) CS [ISO_IR 192]',
+    `(0008,0050) SH [${entry.accessionNumber}]`,
+    '(0008,0090) PN []',
+    '(0008,1110) SQ (Sequence with explicit length #=0)',
+    '(fffe,e0dd) na (SequenceDelimitationItem for re-encod.)',
+    '(0008,1120) SQ (Sequence with explicit length #=0)',
+    '(fffe,e0dd) na (SequenceDelimitationItem for re-encod.)',
+    `(0010,0010) PN [${entry.patientName}]`,
+    `(0010,0020) LO [${entry.patientId}]`,
+    '(0010,0030) DA [19700101]',
+    '(0010,0040) CS [O]',
+    `(0020,000d) UI [${entry.studyInstanceUid}]`,
+    '(0032,1032) PN []',
+    '(0032,1060) LO [Colonoscopy]',
+    '(0040,0100) SQ (Sequence with explicit length #=1)',
+    '  (fffe,e000) na (Item with explicit length #=8)',
+    '    (0008,0060) CS [ES]',
+    '    (0040,0001) AE [ENDOCAP]',
+    '    (0040,0002) DA [20261204]',
+    '    (0040,0003) TM [0800]',
+    '    (0040,0006) PN []',
+    '    (0040,0007) LO [Colonoscopy]',
+    `    (0040,0009) SH [${entry.scheduledProcedureStepId}]`,
+    '    (0040,0010) SH [ROOM1]',
+    '  (fffe,e00d) na (ItemDelimitationItem for re-encoding)',
+    '(fffe,e0dd) na (SequenceDelimitationItem for re-encod.)',
+    `(0040,1001) SH [RP-${entry.scheduledProcedureStepId}]`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * Starts DCMTK wlmscpfs on `port` over a worklist folder of .wl files made
+ * with dump2dcm. `-csk` makes it return SpecificCharacterSet. It answers a
+ * query with an optional key it does not support, such as PatientAge, with
+ * status FF01 (pending, with warning) for every match.
+ */
+export async function startWorklistScp(options: { port: number; aeTitle: string; directory: string; entries: WorklistEntry[] }): Promise<RunningPeer> {
+  const folder = join(options.directory, options.aeTitle);
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'lockfile'), '');
+  for (const [index, entry] of options.entries.entries()) {
+    const dumpFile = join(options.directory, `entry-${index}.dump`);
+    await writeFile(dumpFile, worklistDump(entry));
+    await run('dump2dcm', [dumpFile, join(folder, `entry-${index}.wl`)]);
+  }
+  const { child, output } = spawnPeer('wlmscpfs', ['-csk', '-dfp', options.directory, String(options.port)]);
+  await waitForPort(options.port, child);
+  return { port: options.port, output, stop: () => stopChild(child) };
 }

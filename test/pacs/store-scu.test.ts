@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dimse from 'dcmjs-dimse';
 import t, { type Test } from 'tap';
-import { echo, storeObjects, type StoreObject, type StoreResult } from '../../src/pacs/store-scu.js';
+import { echo, storeObjects, type LazyStoreObject, type StoreObject, type StoreResult } from '../../src/pacs/store-scu.js';
 import { splitPart10 } from '../../src/pacs/part10.js';
 import {
   destinationFor,
@@ -106,7 +106,7 @@ t.test('store-scu sends JPEG unchanged to storescp', async (t) => {
     t.equal(storedFragments.length, sentFragments.length, 'same number of pixel data items');
     t.ok(storedFragments.every((fragment, index) => sentFragments[index]?.equals(fragment)), 'pixel data items equal');
   }
-  t.match(lines(), '"msg":"dcmjs-dimse log line"', 'library log lines reach pino at debug');
+  t.match(lines(), /"peerMaxPdu":16384,"msg":"association accepted"/, 'negotiation is logged at debug with the peer maximum PDU length');
   assertNoPatientData(t, lines());
 });
 
@@ -148,7 +148,12 @@ t.test('store-scu never decompresses JPEG', async (t) => {
 
   const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [smallJpeg, explicitObject], log });
 
-  t.same(results[0], { id: 'obj-small', outcome: 'permanent', reason: 'no acceptable presentation context', associated: true });
+  t.same(results[0], {
+    id: 'obj-small',
+    outcome: 'transient',
+    reason: `no acceptable presentation context: the peer accepted none for SOP class ${smallJpeg.sopClassUid} in transfer syntax ${jpegBaseline}`,
+    associated: true,
+  });
   t.equal(results[1]?.outcome, 'stored', 'the uncompressed object in the same batch is stored');
   const files = await readdir(directory);
   t.same(files.map((name) => name.endsWith(explicitObject.sopInstanceUid)), [true], 'only the uncompressed object reached storescp');
@@ -228,7 +233,7 @@ t.test('store-scu peer that stops reading', async (t) => {
   const { log } = memoryLogger();
   const results = await storeObjects({ destination: destinationFor(fake.port, { requestTimeoutMs: 1_500 }), callingAeTitle, objects: [largeJpeg, smallJpeg], log });
   t.equal(results[0]?.outcome, 'transient');
-  t.match(results[0]?.reason, /got no response within 1500 ms$/);
+  t.match(results[0]?.reason, /^C-STORE of object obj-large to 127\.0\.0\.1:\d+ stalled: the peer accepted no data for 1500 ms$/);
   t.equal(results[1]?.outcome, 'transient');
   t.equal(fake.received, 0, 'the peer never received a whole data set');
 });
@@ -268,4 +273,39 @@ t.test('echo succeeds and reports refusal', async (t) => {
   const refused = await echo({ destination: destinationFor(closedPort), callingAeTitle, log });
   t.equal(refused.ok, false);
   t.equal(refused.reason, `connection refused by 127.0.0.1:${closedPort}`);
+});
+
+t.test('store-scu reads lazy objects when sending', async (t) => {
+  const reads: string[] = [];
+  const lazy = (object: StoreObject, id: string, read: () => Promise<Buffer>): LazyStoreObject => {
+    const { sopClassUid, sopInstanceUid, transferSyntaxUid } = object;
+    return { id, sopClassUid, sopInstanceUid, transferSyntaxUid, read: () => { reads.push(id); return read(); } };
+  };
+  const missing = Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' });
+  const objects = [
+    lazy(smallJpeg, 'lazy-first', async () => smallJpeg.part10),
+    lazy(secondJpeg, 'lazy-missing', () => Promise.reject(missing)),
+    lazy(secondJpeg, 'lazy-busy', () => Promise.reject(new Error('EBUSY: resource busy'))),
+    lazy(secondJpeg, 'lazy-last', async () => secondJpeg.part10),
+  ];
+  const { log } = memoryLogger();
+
+  const refusedPort = await freePort();
+  const refused = await storeObjects({ destination: destinationFor(refusedPort), callingAeTitle, objects, log });
+  t.same(refused.map((result) => result.outcome), ['transient', 'transient', 'transient', 'transient']);
+  t.same(reads, [], 'nothing is read when the association cannot be opened');
+
+  const directory = await outputDirectory('lazy');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+uf'] });
+  t.teardown(() => peer.stop());
+  const seen: string[] = [];
+  const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects, log, onResult: (result) => void seen.push(result.id) });
+
+  t.same(results.map((result) => [result.id, result.outcome]), [['lazy-first', 'stored'], ['lazy-missing', 'permanent'], ['lazy-busy', 'transient'], ['lazy-last', 'stored']]);
+  t.equal(results[1]?.reason, 'reading the queued object failed: ENOENT: no such file');
+  t.equal(results[2]?.reason, 'reading the queued object failed: EBUSY: resource busy');
+  t.same(reads, ['lazy-first', 'lazy-missing', 'lazy-busy', 'lazy-last'], 'each object read once, in order');
+  t.same(seen, ['lazy-first', 'lazy-missing', 'lazy-busy', 'lazy-last'], 'onResult got every result once');
+  t.equal((await readdir(directory)).length, 2, 'storescp received the two readable objects');
 });

@@ -14,7 +14,7 @@ function checkProfile(file: string): { status: number | null; stdout: string; st
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-for (const name of ['bad-many', 'bad-footswitch', 'bad-yaml']) {
+for (const name of ['bad-many', 'bad-footswitch', 'bad-yaml', 'bad-image']) {
   t.test(`profile check lists every problem in ${name}`, async (t) => {
     const result = checkProfile(`${fixtures}/${name}.yaml`);
     const expected = readFileSync(path.join(root, fixtures, `${name}.expected`), 'utf8');
@@ -67,4 +67,22 @@ t.test('profile rejects UID root too long for 64-character UIDs', async (t) => {
 t.test('JSON Schema file matches the schema', async (t) => {
   const committed = JSON.parse(readFileSync(path.join(root, 'hw-profiles/profile.schema.json'), 'utf8')) as unknown;
   t.same(committed, profileJsonSchema(), 'regenerate with: npm run schema');
+});
+
+t.test('profile rejects text removal without masks', async (t) => {
+  const text = `${readFileSync(path.join(root, 'hw-profiles/simulator.yaml'), 'utf8')}image:\n  textRemovedByMasks: true\n`;
+  t.throws(() => parseProfile(text, 'no-masks.yaml'), /image\.textRemovedByMasks: expected false, or a crop or at least one mask/);
+});
+
+t.test('profile fills clip and image defaults', async (t) => {
+  const text = readFileSync(path.join(root, 'test/fixtures/profiles/bad-image.yaml'), 'utf8')
+    .replace('short: movie', 'short: clip')
+    .replace(/still:[\s\S]*?spool:/, 'spool:');
+  const profile = parseProfile(text, 'defaults.yaml');
+  t.equal(profile.clip.preRecordSeconds, 5);
+  t.equal(profile.clip.encoder.codec, 'libx264');
+  t.equal(profile.clip.encoder.crf, 23);
+  t.equal(profile.clip.anatomicRegion.codeValue, '38266002');
+  t.same(profile.image, { masks: [], textRemovedByMasks: false });
+  t.equal(profile.still.selection, 'on-screen');
 });

@@ -8,7 +8,7 @@ import t from 'tap';
 import { readObjectMetadata } from '../../src/dicom/object-metadata.js';
 import { createLogger } from '../../src/log.js';
 import { Spool } from '../../src/spool/spool.js';
-import { makeObject } from './fixtures/objects.js';
+import { makeObject, plain } from './fixtures/objects.js';
 
 const ROUNDS = 8;
 const childScript = fileURLToPath(new URL('./fixtures/crash-child.ts', import.meta.url));
@@ -97,7 +97,7 @@ t.test('spool survives SIGKILL at random moments', async (t) => {
     t.equal(incomplete, 0, `round ${round}: all ${objectFiles.length} object files complete`);
   }
 
-  const spool = new Spool({ directory, destinations: ['a', 'b'], log: createLogger('silent') });
+  const spool = new Spool({ directory, destinations: plain('a', 'b'), log: createLogger('silent') });
   const report = await spool.open();
   t.comment(`recovery: ${JSON.stringify(report)}; temp files seen between rounds: ${tempFilesSeen}`);
   t.same(report.unreadableObjects, [], 'no object file is partial');

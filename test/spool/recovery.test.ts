@@ -5,7 +5,7 @@ import t from 'tap';
 import { createLogger } from '../../src/log.js';
 import { Spool } from '../../src/spool/spool.js';
 import type { SpoolEntry } from '../../src/spool/types.js';
-import { UID_ROOT, makeObject } from './fixtures/objects.js';
+import { UID_ROOT, makeObject, plain } from './fixtures/objects.js';
 
 async function tempDirectory(t: { teardown: (fn: () => Promise<void>) => void }): Promise<{ directory: string; objects: string }> {
   const directory = await mkdtemp(path.join(tmpdir(), 'endocap-recovery-'));
@@ -14,7 +14,7 @@ async function tempDirectory(t: { teardown: (fn: () => Promise<void>) => void })
 }
 
 async function openSpool(directory: string, destinations = ['a', 'b']): Promise<{ spool: Spool; report: Awaited<ReturnType<Spool['open']>> }> {
-  const spool = new Spool({ directory, destinations, log: createLogger('silent') });
+  const spool = new Spool({ directory, destinations: plain(...destinations), log: createLogger('silent') });
   const report = await spool.open();
   return { spool, report };
 }
@@ -139,7 +139,7 @@ t.test('recovery leaves unreadable object in place', async (t) => {
 t.test('ids stay ordered after clock goes back', async (t) => {
   const { directory } = await tempDirectory(t);
   const entries = await seed(directory, 2);
-  const spool = new Spool({ directory, destinations: ['a'], log: createLogger('silent'), now: () => new Date(Date.UTC(2001, 0, 1)) });
+  const spool = new Spool({ directory, destinations: plain('a'), log: createLogger('silent'), now: () => new Date(Date.UTC(2001, 0, 1)) });
   await spool.open();
   const { part10, meta } = makeObject(`${UID_ROOT}.21`);
   const added = await spool.add(part10, meta);

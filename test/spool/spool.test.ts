@@ -5,12 +5,12 @@ import t from 'tap';
 import { Spool } from '../../src/spool/spool.js';
 import { createLogger } from '../../src/log.js';
 import type { SpoolEntry } from '../../src/spool/types.js';
-import { UID_ROOT, makeObject, memoryLogger } from './fixtures/objects.js';
+import { UID_ROOT, makeObject, memoryLogger, plain } from './fixtures/objects.js';
 
 async function tempSpool(t: { teardown: (fn: () => Promise<void>) => void }, destinations = ['a', 'b']) {
   const directory = await mkdtemp(path.join(tmpdir(), 'endocap-spool-'));
   t.teardown(() => rm(directory, { recursive: true, force: true }));
-  const spool = new Spool({ directory, destinations, log: createLogger('silent') });
+  const spool = new Spool({ directory, destinations: plain(...destinations), log: createLogger('silent') });
   await spool.open();
   return { directory, objects: path.join(directory, 'objects'), spool };
 }
@@ -81,10 +81,10 @@ t.test('spool keeps set-aside objects', async (t) => {
   t.same(spool.pending('a'), []);
   t.same(spool.pending('b'), []);
   t.same((await readdir(objects)).sort(), [`${entry.id}.dcm`, `${entry.id}.json`], 'object kept');
-  t.same(spool.stats().destinations.a, { queued: 0, setAside: 1, bytesQueued: 0, oldestQueuedAt: null });
+  t.same(spool.stats().destinations.a, { queued: 0, sending: 0, setAside: 1, awaitingCommitment: 0, bytesQueued: 0, oldestQueuedAt: null });
 
   await spool.close();
-  const reopened = new Spool({ directory, destinations: ['a', 'b'], log: createLogger('silent') });
+  const reopened = new Spool({ directory, destinations: plain('a', 'b'), log: createLogger('silent') });
   const report = await reopened.open();
   t.equal(report.objects, 1, 'kept across restarts');
   t.equal(reopened.get(entry.id)?.deliveries.a?.state, 'set-aside');
@@ -145,8 +145,8 @@ t.test('spool pending and stats order oldest first', async (t) => {
   const stats = spool.stats();
   t.equal(stats.objects, 5);
   t.equal(stats.bytes, bytes);
-  t.same(stats.destinations.a, { queued: 4, setAside: 0, bytesQueued: bytes - (first?.bytes ?? 0), oldestQueuedAt: second?.queuedAt });
-  t.same(stats.destinations.b, { queued: 5, setAside: 0, bytesQueued: bytes, oldestQueuedAt: first?.queuedAt });
+  t.same(stats.destinations.a, { queued: 4, sending: 0, setAside: 0, awaitingCommitment: 0, bytesQueued: bytes - (first?.bytes ?? 0), oldestQueuedAt: second?.queuedAt });
+  t.same(stats.destinations.b, { queued: 5, sending: 0, setAside: 0, awaitingCommitment: 0, bytesQueued: bytes, oldestQueuedAt: first?.queuedAt });
 });
 
 t.test('spool rejects bad calls', async (t) => {
@@ -165,7 +165,7 @@ t.test('spool logs ids and no patient data', async (t) => {
   const directory = await mkdtemp(path.join(tmpdir(), 'endocap-spool-'));
   t.teardown(() => rm(directory, { recursive: true, force: true }));
   const { log, lines } = memoryLogger();
-  const spool = new Spool({ directory, destinations: ['a'], log });
+  const spool = new Spool({ directory, destinations: plain('a'), log });
   await spool.open();
   const { part10, meta } = makeObject(`${UID_ROOT}.9`);
   const entry = await spool.add(part10, meta);

@@ -1,0 +1,253 @@
+#!/usr/bin/env node
+// Forwarding throughput: the same VL Endoscopic stills sent to the same DCMTK
+// storescp, once by DCMTK storescu and once by endocap's C-STORE client.
+//  1. makes N stills (default 300) of noisy 1080p JPEG (~290 KB each) with the
+//     ffmpeg CLI and wraps them with buildVlEndoscopicImage (from dist/);
+//  2. storescu -xy, one association for every file, TCP_NODELAY=1;
+//  3. endocap storeObjects, once over one association and once in batches of
+//     --batch objects per association (the Sender's default is 20), each file
+//     read from disk inside the timed part, as storescu reads them;
+//  4. the daemon's path: a Sender forwarding the same objects from a durable
+//     Spool, which records every delivery on disk;
+//  5. prints seconds, MB/s and the ratio to storescu for each run.
+// Every run goes to a fresh output folder of one `storescp +xa +B`, and
+// the files it wrote are counted and their data sets compared with the source.
+// Usage: npx tsc -p . && node bench/forwarding.mjs [--count 300] [--batch 20] [--rounds 3] [--keep]
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import { parseArgs } from 'node:util';
+
+const run = promisify(execFile);
+const root = path.resolve(import.meta.dirname, '..');
+const { values } = parseArgs({
+  options: {
+    count: { type: 'string', default: '300' },
+    batch: { type: 'string', default: '20' },
+    rounds: { type: 'string', default: '3' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const count = Number(values.count);
+const batchSize = Number(values.batch);
+const rounds = Number(values.rounds);
+
+const { buildVlEndoscopicImage, VL_ENDOSCOPIC_IMAGE_STORAGE, JPEG_BASELINE_TRANSFER_SYNTAX } = await import(path.join(root, 'dist/dicom/vl-endoscopic.js'));
+const { storeObjects } = await import(path.join(root, 'dist/pacs/store-scu.js'));
+const { splitPart10 } = await import(path.join(root, 'dist/pacs/part10.js'));
+const { Sender } = await import(path.join(root, 'dist/pacs/sender.js'));
+const { Spool } = await import(path.join(root, 'dist/spool/spool.js'));
+const { createLogger } = await import(path.join(root, 'dist/log.js'));
+
+function say(line) {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function waitForPort(port) {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const open = await new Promise((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`storescp is not listening on port ${port}`);
+}
+
+async function makeObjects(work) {
+  const jpegDirectory = path.join(work, 'jpeg');
+  const objectDirectory = path.join(work, 'objects');
+  await mkdir(jpegDirectory);
+  await mkdir(objectDirectory);
+  say(`encoding ${count} noisy 1080p JPEG frames with ffmpeg`);
+  await run('ffmpeg', [
+    '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1920x1080:rate=30,noise=alls=14:allf=t+u',
+    '-frames:v', String(count), '-q:v', '4', '-pix_fmt', 'yuvj422p', path.join(jpegDirectory, 'frame-%04d.jpg'),
+  ]);
+  const now = new Date();
+  const uidRoot = '1.2.826.0.1.3680043.10.1437.99';
+  const station = {
+    aeTitle: 'ENDOCAP', stationName: 'BENCH', institutionName: 'Bench', departmentName: 'Endoscopy', uidRoot,
+    deviceSerialNumber: 'bench', softwareVersion: '0.0.0',
+  };
+  const study = { studyInstanceUid: `${uidRoot}.1`, studyId: '1', accessionNumber: '', studyDate: now, patientName: 'BENCH^ONLY', patientId: 'BENCH' };
+  const series = { seriesInstanceUid: `${uidRoot}.2`, seriesNumber: 1, seriesDate: now };
+  const paths = [];
+  let bytes = 0;
+  for (let index = 1; index <= count; index += 1) {
+    const jpeg = await readFile(path.join(jpegDirectory, `frame-${String(index).padStart(4, '0')}.jpg`));
+    const part10 = buildVlEndoscopicImage({
+      jpeg, width: 1920, height: 1080, acquiredAt: now, sopInstanceUid: `${uidRoot}.3.${index}`,
+      station, study, series, instanceNumber: index,
+    });
+    const file = path.join(objectDirectory, `still-${String(index).padStart(4, '0')}.dcm`);
+    await writeFile(file, part10);
+    paths.push(file);
+    bytes += part10.length;
+  }
+  await rm(jpegDirectory, { recursive: true });
+  return { paths, bytes };
+}
+
+/**
+ * Checks that storescp wrote one file per object. With `exact`, each data set
+ * must equal the sent one byte for byte; storescu re-encodes sequences, so its
+ * runs are only counted.
+ */
+async function checkReceived(directory, sources, exact) {
+  const names = await readdir(directory);
+  if (names.length !== sources.length) throw new Error(`storescp wrote ${names.length} files, expected ${sources.length}`);
+  for (const [index, source] of sources.entries()) {
+    const uid = `1.2.826.0.1.3680043.10.1437.99.3.${index + 1}`;
+    const name = names.find((entry) => entry.endsWith(uid));
+    if (!name) throw new Error(`storescp wrote no file for ${uid}`);
+    if (!exact) continue;
+    const sent = splitPart10(await readFile(source)).dataset;
+    const stored = splitPart10(await readFile(path.join(directory, name))).dataset;
+    if (!sent.equals(stored)) throw new Error(`data set of ${uid} differs from what was sent`);
+  }
+}
+
+async function timeStorescu(port, objectDirectory) {
+  const started = performance.now();
+  await run('storescu', ['-xy', '-aec', 'STORESCP', '-aet', 'BENCH', '+sd', '127.0.0.1', String(port), objectDirectory], {
+    env: { ...process.env, TCP_NODELAY: '1' },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return (performance.now() - started) / 1000;
+}
+
+const destinationBase = {
+  name: 'bench', host: '127.0.0.1', calledAeTitle: 'STORESCP',
+  connectTimeoutMs: 5_000, associationTimeoutMs: 10_000, requestTimeoutMs: 30_000,
+  retry: { initialMs: 100, maxMs: 1_000, multiplier: 2 },
+};
+
+function metadataFor(index) {
+  return {
+    id: `bench-${index}`, sopClassUid: VL_ENDOSCOPIC_IMAGE_STORAGE,
+    sopInstanceUid: `1.2.826.0.1.3680043.10.1437.99.3.${index}`, transferSyntaxUid: JPEG_BASELINE_TRANSFER_SYNTAX,
+  };
+}
+
+/**
+ * storeObjects over associations of `perAssociation` objects, one after
+ * another. Each file is read from disk when its turn comes, as the Sender
+ * has storeObjects do, so reading overlaps sending.
+ */
+async function timeStoreObjects(port, paths, perAssociation) {
+  const log = createLogger('warn');
+  const destination = { ...destinationBase, port };
+  const started = performance.now();
+  for (let first = 0; first < paths.length; first += perAssociation) {
+    const objects = paths.slice(first, first + perAssociation).map((file, offset) => ({ ...metadataFor(first + offset + 1), read: () => readFile(file) }));
+    const results = await storeObjects({ destination, callingAeTitle: 'BENCH', objects, log });
+    const failed = results.filter((result) => result.outcome !== 'stored');
+    if (failed.length > 0) throw new Error(`${failed.length} objects not stored: ${failed[0].reason}`);
+  }
+  return (performance.now() - started) / 1000;
+}
+
+/**
+ * The daemon's path: objects already in a durable Spool, forwarded by a Sender
+ * with its default batch size. The timing includes the spool's durable record
+ * of each delivery. Filling the spool is not timed.
+ */
+async function timeSender(port, paths, work) {
+  const log = createLogger('warn');
+  const destination = { ...destinationBase, port };
+  const directory = await mkdtemp(path.join(work, 'spool-'));
+  const spool = new Spool({ directory, destinations: [{ name: destination.name, commitment: false }], log });
+  await spool.open();
+  for (const [offset, file] of paths.entries()) {
+    const { sopClassUid, sopInstanceUid, transferSyntaxUid } = metadataFor(offset + 1);
+    await spool.add(await readFile(file), { sopClassUid, sopInstanceUid, transferSyntaxUid });
+  }
+  const sender = new Sender({ destination, callingAeTitle: 'BENCH', queue: spool, log });
+  let stored = 0;
+  let failure;
+  const done = new Promise((resolve) => {
+    sender.on('objectStored', () => {
+      stored += 1;
+      if (stored === paths.length) resolve();
+    });
+    sender.on('storeFailed', (event) => {
+      failure = event.reason;
+      resolve();
+    });
+  });
+  const started = performance.now();
+  sender.start();
+  sender.wake();
+  await done;
+  const seconds = (performance.now() - started) / 1000;
+  await sender.stop();
+  await spool.close();
+  await rm(directory, { recursive: true, force: true });
+  if (failure) throw new Error(`Sender failed: ${failure}`);
+  return seconds;
+}
+
+const work = await mkdtemp(path.join(os.tmpdir(), 'endocap-forwarding-'));
+const receivedDirectory = path.join(work, 'received');
+let storescp;
+try {
+  const { paths, bytes } = await makeObjects(work);
+  const megabytes = bytes / 1e6;
+  say(`${count} objects, ${megabytes.toFixed(1)} MB, ${(bytes / count / 1024).toFixed(0)} KiB each`);
+
+  await mkdir(receivedDirectory);
+  const port = await freePort();
+  storescp = spawn('storescp', ['+xa', '+B', '-aet', 'STORESCP', '-od', receivedDirectory, String(port)], {
+    stdio: 'ignore',
+    env: { ...process.env, TCP_NODELAY: '1' },
+  });
+  await waitForPort(port);
+
+  const runs = [
+    { name: 'storescu, 1 association', exact: false, time: () => timeStorescu(port, path.join(work, 'objects')) },
+    { name: 'endocap storeObjects, 1 association', exact: true, time: () => timeStoreObjects(port, paths, paths.length) },
+    { name: `endocap storeObjects, ${batchSize} per association`, exact: true, time: () => timeStoreObjects(port, paths, batchSize) },
+    { name: 'endocap Sender + Spool, 20 per association', exact: true, time: () => timeSender(port, paths, work) },
+  ];
+  const best = new Map();
+  for (let round = 1; round <= rounds; round += 1) {
+    for (const entry of runs) {
+      await rm(receivedDirectory, { recursive: true, force: true });
+      await mkdir(receivedDirectory);
+      const seconds = await entry.time();
+      await checkReceived(receivedDirectory, paths, entry.exact);
+      say(`round ${round}: ${entry.name}: ${seconds.toFixed(3)} s`);
+      best.set(entry.name, Math.min(best.get(entry.name) ?? Infinity, seconds));
+    }
+  }
+
+  const reference = best.get(runs[0].name);
+  const rows = runs.map((entry) => {
+    const seconds = best.get(entry.name);
+    return { run: entry.name, seconds: Number(seconds.toFixed(3)), 'MB/s': Number((megabytes / seconds).toFixed(1)), 'ratio to storescu': Number((seconds / reference).toFixed(2)) };
+  });
+  console.log(`objects: ${count}, total ${megabytes.toFixed(1)} MB; best of ${rounds} rounds; node ${process.version}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'})`);
+  console.table(rows);
+} finally {
+  storescp?.kill('SIGTERM');
+  if (values.keep) say(`kept ${work}`);
+  else await rm(work, { recursive: true, force: true });
+}

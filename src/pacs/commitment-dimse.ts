@@ -1,0 +1,16 @@
+import dimse from 'dcmjs-dimse';
+
+/**
+ * The parts of dcmjs-dimse 0.3.3 that the Storage Commitment listener uses:
+ * the acceptor side of an association and the N-EVENT-REPORT messages.
+ */
+
+export const { NEventReportResponse } = dimse.responses;
+export const { PresentationContextResult, RejectReason, RejectResult, RejectSource } = dimse.constants;
+
+/** Base class of an association acceptor: it reads and answers PDUs on a socket it is given. */
+export const ScpBase = dimse.Scp;
+
+export type AssociationInstance = InstanceType<typeof dimse.association.Association>;
+export type NEventReportRequestInstance = InstanceType<typeof dimse.requests.NEventReportRequest>;
+export type NEventReportResponseInstance = InstanceType<typeof NEventReportResponse>;

@@ -1,0 +1,154 @@
+import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Dataset, Transcoding, TransferSyntax, uncompressedTransferSyntaxes } from './dimse.js';
+import { splitPart10 } from './part10.js';
+import type { AcceptedContext, ProposedContext } from './scu-association.js';
+import type { LazyStoreObject, StoreObject, StoreObjectMetadata, StoreObjectsOptions, StoreResult } from './store-scu.js';
+
+/** One object of a batch: its metadata and how to get its encoded data set. */
+export interface BatchItem {
+  object: StoreObjectMetadata;
+  /** Resolves with the data set of the Part 10 file, in `object.transferSyntaxUid`; rejects with a reason for the result. */
+  load: () => Promise<Buffer>;
+}
+
+/** Presentation context IDs are odd numbers from 1 to 255 (PS3.8 9.3.2.2). */
+const maxPresentationContexts = 128;
+
+export const littleEndianFallback = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian];
+
+function isUncompressed(transferSyntaxUid: string): boolean {
+  return uncompressedTransferSyntaxes.has(transferSyntaxUid);
+}
+
+/** Returns the data set of a Part 10 file after checking its File Meta Information against the queued metadata. */
+function datasetOf(object: StoreObjectMetadata, part10: Buffer): Buffer {
+  const file = splitPart10(part10);
+  const mismatched: string[] = [];
+  if (file.transferSyntaxUid !== object.transferSyntaxUid) mismatched.push('transfer syntax');
+  if (file.sopClassUid !== object.sopClassUid) mismatched.push('SOP class');
+  if (file.sopInstanceUid !== object.sopInstanceUid) mismatched.push('SOP instance');
+  if (mismatched.length > 0) {
+    throw new EndocapError(ErrorCodes.PACS_INVALID_OBJECT, `File Meta Information differs from the queued metadata: ${mismatched.join(', ')}`);
+  }
+  return file.dataset;
+}
+
+/** Checks an object given with its bytes at once, so that an invalid one fails before any association. */
+export function eagerItem(object: StoreObject): BatchItem {
+  const dataset = datasetOf(object, object.part10);
+  return { object, load: () => Promise.resolve(dataset) };
+}
+
+/**
+ * Wraps an object read on demand. A read error becomes a permanent result
+ * when the file is gone or the error is not worth retrying, else a transient one.
+ */
+export function lazyItem(object: LazyStoreObject): BatchItem {
+  return {
+    object,
+    load: async () => {
+      let part10: Buffer;
+      try {
+        part10 = await object.read();
+      } catch (error) {
+        const gone = (error as NodeJS.ErrnoException).code === 'ENOENT' || (error instanceof EndocapError && !error.retryable);
+        throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `reading the queued object failed: ${errorMessage(error)}`, { retryable: !gone, cause: error });
+      }
+      return datasetOf(object, part10);
+    },
+  };
+}
+
+export interface ContextPlan {
+  contexts: ProposedContext[];
+  /** Items that did not fit into one association's presentation contexts. */
+  deferred: BatchItem[];
+}
+
+/**
+ * Proposes one presentation context per SOP class and transfer syntax, plus
+ * Explicit and Implicit VR Little Endian for SOP classes with uncompressed
+ * objects. Compressed objects get no fallback: they are sent as they are or not at all.
+ */
+export function planContexts(items: BatchItem[]): ContextPlan {
+  const contexts: ProposedContext[] = [];
+  const proposed = new Set<string>();
+  const deferred: BatchItem[] = [];
+  for (const item of items) {
+    const { sopClassUid, transferSyntaxUid } = item.object;
+    const wanted = new Map<string, ProposedContext>([
+      [`${sopClassUid} ${transferSyntaxUid}`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: [transferSyntaxUid] }],
+    ]);
+    if (isUncompressed(transferSyntaxUid)) {
+      wanted.set(`${sopClassUid} fallback`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: littleEndianFallback });
+    }
+    const added = [...wanted].filter(([key]) => !proposed.has(key));
+    if (contexts.length + added.length > maxPresentationContexts) {
+      deferred.push(item);
+      continue;
+    }
+    for (const [key, context] of added) {
+      proposed.add(key);
+      contexts.push(context);
+    }
+  }
+  return { contexts, deferred };
+}
+
+/** Picks the transfer syntax to send in: the object's own, else, for uncompressed data, any accepted little endian one. */
+export function chooseTransferSyntax(object: StoreObjectMetadata, accepted: AcceptedContext[]): string | undefined {
+  const forClass = accepted.filter((context) => context.abstractSyntaxUid === object.sopClassUid);
+  if (forClass.some((context) => context.transferSyntaxUid === object.transferSyntaxUid)) return object.transferSyntaxUid;
+  if (!isUncompressed(object.transferSyntaxUid)) return undefined;
+  return forClass.find((context) => isUncompressed(context.transferSyntaxUid))?.transferSyntaxUid;
+}
+
+/**
+ * Returns the encoded data set in the accepted transfer syntax: the bytes of
+ * the Part 10 file as they are when the syntax is the object's own, so that no
+ * object is parsed on the way out, else converted between uncompressed syntaxes.
+ */
+export function encodeDataset(object: StoreObjectMetadata, dataset: Buffer, transferSyntaxUid: string): Buffer {
+  if (transferSyntaxUid === object.transferSyntaxUid) return dataset;
+  try {
+    const converted = Transcoding.transcodeDataset(new Dataset(dataset, object.transferSyntaxUid), transferSyntaxUid);
+    return converted.getDenaturalizedDataset();
+  } catch (error) {
+    throw new EndocapError(ErrorCodes.PACS_INVALID_OBJECT, `data set could not be converted to transfer syntax ${transferSyntaxUid}`, { cause: error });
+  }
+}
+
+export type LoadOutcome = { dataset: Buffer } | { error: unknown };
+
+/** Starts loading an item; the promise never rejects, so a read started ahead cannot go unhandled. */
+export function startLoad(item: BatchItem): Promise<LoadOutcome> {
+  return item.load().then(
+    (dataset) => ({ dataset }),
+    (error: unknown) => ({ error }),
+  );
+}
+
+/** Results by object; each one goes to `onResult` when it is set. */
+export class BatchResults {
+  private readonly byObject = new Map<StoreObjectMetadata, StoreResult>();
+
+  constructor(
+    private readonly onResult: StoreObjectsOptions['onResult'],
+    private readonly log: Logger,
+  ) {}
+
+  /** Stores the result and passes it on; resolves when the listener lets sending go on. */
+  async set(object: StoreObjectMetadata, result: StoreResult): Promise<void> {
+    this.byObject.set(object, result);
+    try {
+      await this.onResult?.(result);
+    } catch (error) {
+      this.log.error({ objectId: result.id, err: error }, 'store result listener failed');
+    }
+  }
+
+  get(object: StoreObjectMetadata): StoreResult | undefined {
+    return this.byObject.get(object);
+  }
+}

@@ -1,0 +1,109 @@
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably } from './durable-file.js';
+import { OBJECT_SUFFIX, STATE_SUFFIX } from './recovery.js';
+import type { SpoolEntry } from './types.js';
+
+/**
+ * The files of spooled objects: `<id>.dcm` with the Part 10 bytes and
+ * `<id>.json` with the SpoolEntry, in one folder. Callers serialise writes per id.
+ */
+export class ObjectFiles {
+  readonly directory: string;
+  private readonly log: Logger;
+
+  constructor(directory: string, log: Logger) {
+    this.directory = directory;
+    this.log = log;
+  }
+
+  /**
+   * Writes a new object, then its state. The rename of the object file is the
+   * commit point; fsyncs make it survive a power cut. On failure whatever was
+   * written is removed, and the error is rethrown: ENOSPC and EDQUOT as they
+   * are, so that the caller can make room, anything else as SPOOL_WRITE_FAILED.
+   */
+  async create(entry: SpoolEntry, part10: Buffer): Promise<void> {
+    const objectPath = this.objectPath(entry.id);
+    const temp = objectPath + TEMP_SUFFIX;
+    let committed = false;
+    try {
+      const handle = await open(temp, 'wx');
+      try {
+        await handle.writeFile(part10);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, objectPath);
+      committed = true;
+      await syncDirectory(this.directory);
+      await writeFileDurably(this.statePath(entry.id), JSON.stringify(entry));
+    } catch (error) {
+      await this.discardFailedCreate(entry.id, committed);
+      if (isOutOfSpace(error)) throw error;
+      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to spool object ${entry.id}: ${errorMessage(error)}`, { cause: error, retryable: true });
+    }
+  }
+
+  /** Replaces an object's state file. With `syncFolder: false`, a power cut may leave the previous state. */
+  async writeState(entry: SpoolEntry, options: { syncFolder?: boolean } = {}): Promise<void> {
+    try {
+      await writeFileDurably(this.statePath(entry.id), JSON.stringify(entry), options);
+    } catch (error) {
+      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to write state of object ${entry.id}: ${errorMessage(error)}`, { cause: error, retryable: true });
+    }
+  }
+
+  async read(id: string): Promise<Buffer> {
+    try {
+      return await readFile(this.objectPath(id));
+    } catch (error) {
+      throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `failed to read spooled object ${id}: ${errorMessage(error)}`, { cause: error });
+    }
+  }
+
+  /**
+   * Deletes the object file before its state file: a crash in between leaves a
+   * state without object, which recovery removes, rather than an object that
+   * would be sent again.
+   */
+  async remove(id: string): Promise<void> {
+    try {
+      await removeFilesDurably(this.directory, [id + OBJECT_SUFFIX, id + STATE_SUFFIX]);
+    } catch (error) {
+      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to remove object ${id}: ${errorMessage(error)}`, { cause: error, retryable: true });
+    }
+  }
+
+  private async discardFailedCreate(id: string, committed: boolean): Promise<void> {
+    // The caller gets an error and the object was never acknowledged, so it is
+    // removed rather than left to be re-queued at the next open.
+    const names = committed ? [id + OBJECT_SUFFIX, id + STATE_SUFFIX, id + STATE_SUFFIX + TEMP_SUFFIX] : [id + OBJECT_SUFFIX + TEMP_SUFFIX];
+    for (const name of names) {
+      try {
+        await unlink(path.join(this.directory, name));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.log.error({ objectId: id, file: name, err: { message: errorMessage(error) } }, 'failed to remove file of failed add');
+        }
+      }
+    }
+  }
+
+  private objectPath(id: string): string {
+    return path.join(this.directory, id + OBJECT_SUFFIX);
+  }
+
+  private statePath(id: string): string {
+    return path.join(this.directory, id + STATE_SUFFIX);
+  }
+}
+
+/** True for a write that failed because the filesystem or the user's quota is full. */
+export function isOutOfSpace(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
