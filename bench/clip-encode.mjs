@@ -4,11 +4,12 @@
 // For each rate, a child Node process runs a VideoSource and a ClipSource
 // (decode, convert, libx264 encode into the pre-record ring) on the simulator
 // graph, and `ffmpeg -f lavfi -i GRAPH -c:v libx264 ... -f null -` encodes the
-// same graph with the same preset, CRF, key-frame interval, B-frames off and
-// High Profile. CPU is user + system time of each process, all threads, from
-// /proc/<pid>/stat after the warm-up; memory is the peak RSS (VmHWM). The
-// graph itself (drawing, realtime pacing) costs CPU in both, so the ratio
-// compares whole processes. The warm-up lasts until the ring contains the
+// same graph with the same preset, CRF, VBV limits, level, key-frame interval,
+// B-frames off and High Profile. CPU is user + system time of each process,
+// all threads, from /proc/<pid>/stat after the warm-up; memory is the peak RSS
+// (VmHWM). The ratio is of CPU per encoded frame, because a process that
+// falls behind encodes fewer frames. The graph itself (drawing, realtime
+// pacing) costs CPU in both, so the ratio compares whole processes. The warm-up lasts until the ring contains the
 // whole pre-record, so that the RSS includes it.
 // Runs from the compiled dist/ tree: build first with `npx tsc -p .`.
 // Usage: node bench/clip-encode.mjs [--rates 30,60] [--preset superfast]
@@ -56,22 +57,29 @@ function statusMiB(pid, field) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Waits `warmupMs`, samples CPU over `seconds`, reads the peak RSS, then stops the process. */
-async function measure(name, child, warmupMs) {
+/**
+ * Waits `warmupMs`, samples CPU and the frames encoded (from `framesEncoded()`)
+ * over `seconds`, reads the peak RSS, then stops the process.
+ */
+async function measure(name, child, warmupMs, framesEncoded) {
   const exited = once(child, 'exit');
   await sleep(warmupMs);
   if (child.exitCode !== null) throw new Error(`${name} exited early with ${child.exitCode}`);
   const startCpu = cpuSeconds(child.pid);
+  const startFrames = framesEncoded();
   const startedAt = process.hrtime.bigint();
   await sleep(seconds * 1000);
   const cpu = cpuSeconds(child.pid) - startCpu;
+  const frames = framesEncoded() - startFrames;
   const wall = Number(process.hrtime.bigint() - startedAt) / 1e9;
   const peakRss = statusMiB(child.pid, 'VmHWM');
   child.kill('SIGTERM');
   await exited;
   const cores = cpu / wall;
-  log(`${name}: ${cores.toFixed(3)} cores over ${wall.toFixed(1)} s, peak RSS ${peakRss.toFixed(0)} MiB`);
-  return { cores, peakRssMiB: peakRss };
+  // CPU per frame compares fairly when one process falls behind and encodes fewer frames.
+  const cpuMsPerFrame = frames > 0 ? (cpu * 1000) / frames : NaN;
+  log(`${name}: ${cores.toFixed(3)} cores over ${wall.toFixed(1)} s, ${frames} frames encoded (${(frames / wall).toFixed(1)} fps), ${cpuMsPerFrame.toFixed(2)} ms CPU per frame, peak RSS ${peakRss.toFixed(0)} MiB`);
+  return { cores, framesPerSecond: frames / wall, cpuMsPerFrame, peakRssMiB: peakRss };
 }
 
 /** Builds the child's script: a VideoSource and a ClipSource on the graph, printing their status once a second. */
@@ -111,17 +119,25 @@ async function benchRate(rate) {
     for (const line of lines) if (line.startsWith('{"video"')) status = JSON.parse(line);
   });
   // Once full, the ring contains the pre-record plus a second of margin.
-  const endocap = await measure(`endocap 1080p${rate}`, node, (preRecordSeconds + 3) * 1000);
+  const endocap = await measure(`endocap 1080p${rate}`, node, (preRecordSeconds + 3) * 1000, () => status?.clip.encoder.framesEncoded ?? 0);
   const framesDropped = status?.clip.encoder.framesDropped ?? 0;
   log(`endocap 1080p${rate}: ${status?.video.fps} fps decoded, ${status?.clip.encoder.framesEncoded} encoded, ${framesDropped} dropped, ring ${(status?.clip.ring.bytes / 2 ** 20).toFixed(1)} MiB over ${(status?.clip.ring.spanMs / 1000).toFixed(1)} s`);
 
+  // The settings endocap's ClipEncoder uses, VBV limits and level included.
   const gop = Math.round(rate * keyFrameIntervalSeconds);
-  const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-f', 'lavfi', '-i', graph, '-c:v', 'libx264', '-preset', preset, '-crf', String(crf)];
-  args.push('-g', String(gop), '-bf', '0', '-profile:v', 'high', '-x264-params', '8x8dct=1:cabac=1', '-pix_fmt', 'yuv420p', '-f', 'null', '-');
-  const cli = await measure(`ffmpeg CLI 1080p${rate}`, spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'inherit'] }), 3_000);
+  const level = rate > 30 ? '4.2' : '4.1';
+  const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-progress', 'pipe:1', '-f', 'lavfi', '-i', graph, '-c:v', 'libx264', '-preset', preset, '-crf', String(crf)];
+  args.push('-maxrate', '50M', '-bufsize', '62.5M', '-g', String(gop), '-bf', '0', '-profile:v', 'high', '-level', level);
+  args.push('-x264-params', '8x8dct=1:cabac=1', '-pix_fmt', 'yuv420p', '-f', 'null', '-');
+  const ffmpeg = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let cliFrames = 0;
+  ffmpeg.stdout.setEncoding('utf8').on('data', (chunk) => {
+    for (const match of chunk.matchAll(/^frame=(\d+)$/gm)) cliFrames = Number(match[1]);
+  });
+  const cli = await measure(`ffmpeg CLI 1080p${rate}`, ffmpeg, 3_000, () => cliFrames);
 
-  const ratio = endocap.cores / cli.cores;
-  log(`1080p${rate} ratio endocap / ffmpeg CLI: ${ratio.toFixed(2)}`);
+  const ratio = endocap.cpuMsPerFrame / cli.cpuMsPerFrame;
+  log(`1080p${rate} ratio endocap / ffmpeg CLI, CPU per frame: ${ratio.toFixed(2)}`);
   return {
     rate,
     endocap: { ...endocap, fps: status?.video.fps, framesDropped, ringMiB: status?.clip.ring.bytes / 2 ** 20, ringSeconds: status?.clip.ring.spanMs / 1000 },

@@ -76,11 +76,13 @@ async function makeObjects(work) {
   const objectDirectory = path.join(work, 'objects');
   await mkdir(jpegDirectory);
   await mkdir(objectDirectory);
+
   say(`encoding ${count} noisy 1080p JPEG frames with ffmpeg`);
   await run('ffmpeg', [
     '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1920x1080:rate=30,noise=alls=14:allf=t+u',
     '-frames:v', String(count), '-q:v', '4', '-pix_fmt', 'yuvj422p', path.join(jpegDirectory, 'frame-%04d.jpg'),
   ]);
+
   const now = new Date();
   const uidRoot = '1.2.826.0.1.3680043.10.1437.99';
   const station = {
@@ -89,6 +91,7 @@ async function makeObjects(work) {
   };
   const study = { studyInstanceUid: `${uidRoot}.1`, studyId: '1', accessionNumber: '', studyDate: now, patientName: 'BENCH^ONLY', patientId: 'BENCH' };
   const series = { seriesInstanceUid: `${uidRoot}.2`, seriesNumber: 1, seriesDate: now };
+
   const paths = [];
   let bytes = 0;
   for (let index = 1; index <= count; index += 1) {
@@ -166,9 +169,9 @@ async function timeStoreObjects(port, paths, perAssociation) {
 }
 
 /**
- * The daemon's path: objects already in a durable Spool, forwarded by a Sender
- * with its default batch size. The timing includes the spool's durable record
- * of each delivery. Filling the spool is not timed.
+ * Times the daemon's path: a Sender with its default batch size forwards the
+ * objects from a durable Spool. The timing includes the spool's durable record
+ * of each delivery; filling the spool is not timed.
  */
 async function timeSender(port, paths, work) {
   const log = createLogger('warn');

@@ -13,6 +13,8 @@ Commands:
   profile schema              Print the profile's JSON Schema.
   queue list|retry|export|import
                               List, retry, export or import spooled objects.
+  exam start|end|status       Select the procedure of the exam, end it, show it.
+  worklist refresh|list       Query the worklist now, list its procedures.
   version                     Print the version.
 
 Exit codes: 0 success, 1 runtime failure, 64 usage error, 78 invalid profile.
@@ -30,6 +32,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./profile-command.js')).runProfileCommand(rest);
     case 'queue':
       return (await import('./queue-command.js')).runQueueCommand(rest);
+    case 'exam':
+      return (await import('./exam-command.js')).runExamCommand(rest);
+    case 'worklist':
+      return (await import('./worklist-command.js')).runWorklistCommand(rest);
     case 'version':
     case '--version':
       process.stdout.write(`${SOFTWARE_VERSION}\n`);

@@ -37,11 +37,18 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
   // Loaded only now, so that a bad profile is reported without loading FFmpeg and serial bindings.
   const { Daemon } = await import('../daemon/daemon.js');
   const log = createLogger(profile.logLevel);
-  const daemon = new Daemon({ profile, log, interactive: false });
   installCrashHandlers(log);
-  await daemon.start();
-  await waitForSignal(log);
-  await daemon.stop();
+  const signal = waitForSignal(log);
+  // reload-profile hands over a new, valid profile: the daemon is stopped and started again with it.
+  // NOTE: the log level stays the one of the first profile until the process restarts.
+  for (let next: typeof profile | undefined = profile; next !== undefined; ) {
+    const daemon = new Daemon({ profile: next, profileFile: values.profile, log, interactive: false });
+    const reloaded = new Promise<typeof profile>((resolve) => daemon.once('reloadRequested', (event) => resolve(event.profile)));
+    await daemon.start();
+    next = await Promise.race([signal.then(() => undefined), reloaded]);
+    await daemon.stop();
+    if (next !== undefined) log.info('restarting with the reloaded profile');
+  }
   log.flush();
   return 0;
 }

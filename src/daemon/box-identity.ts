@@ -6,8 +6,10 @@ import type { StationConfig } from '../profile/schema.js';
  * Returns this box's id: the profile's `station.boxId`, else the first 12
  * hex digits of /etc/machine-id (unique per installed system, so cloned
  * images get new ids once systemd-machine-id-setup runs), else the host name.
+ * The environment variable ENDOCAP_MACHINE_ID_FILE names another machine-id
+ * file, for tests that run several boxes on one machine.
  */
-export async function resolveBoxId(station: StationConfig, machineIdFile = '/etc/machine-id'): Promise<string> {
+export async function resolveBoxId(station: StationConfig, machineIdFile = process.env.ENDOCAP_MACHINE_ID_FILE || '/etc/machine-id'): Promise<string> {
   if (station.boxId) return station.boxId;
   try {
     const machineId = (await readFile(machineIdFile, 'utf8')).trim();

@@ -7,6 +7,8 @@ import type { SenderStatus } from '../pacs/sender.js';
 import { deliveryStates, importObject, listQueue, readForExport, retryObjects, type ImportResult, type QueueItem, type RetryResult } from '../spool/queue-operations.js';
 import type { Spool, SpoolStats } from '../spool/spool.js';
 import type { DeliveryState, SpoolEntry } from '../spool/types.js';
+import { examControlRequestSchemas, runExamControl, type ExamControlResults } from './exam-control.js';
+import type { ExamWorkflow } from './exam-workflow.js';
 
 /*
  * Control socket of the daemon: a Unix domain socket at
@@ -38,6 +40,9 @@ import type { DeliveryState, SpoolEntry } from '../spool/types.js';
  *     → ImportResult: {"outcome":"imported"|"duplicate","id":"..."}; an invalid file is an error
  *       with code DICOM_OBJECT_INVALID, a full spool one with SPOOL_FULL.
  *
+ * The exam workflow's requests (exam-start, exam-end, exam-status,
+ * worklist-refresh, worklist-list) are listed in exam-control.ts.
+ *
  * One object per export and import request keeps each line bounded; a line
  * longer than MAX_REQUEST_BYTES is rejected and the connection closed.
  */
@@ -67,12 +72,13 @@ export const controlRequestSchema = z.discriminatedUnion('command', [
   }),
   z.strictObject({ command: z.literal('queue-export'), id: z.string() }),
   z.strictObject({ command: z.literal('queue-import'), part10: z.base64() }),
+  ...examControlRequestSchemas,
 ]);
 
 export type ControlRequest = z.infer<typeof controlRequestSchema>;
 
 /** Result of each command, by command name. */
-export interface ControlResults {
+export interface ControlResults extends ExamControlResults {
   status: DaemonStatus;
   'queue-list': { objects: QueueItem[] };
   'queue-retry': RetryResult;
@@ -93,6 +99,8 @@ export interface ControlServerOptions {
   status: () => DaemonStatus;
   /** Called after a request queued objects, so that senders start at once. */
   objectsQueued: () => void;
+  /** Serves the exam requests; they fail with WORKLIST_NOT_CONFIGURED without it. */
+  exams?: ExamWorkflow;
   log: Logger;
 }
 
@@ -217,6 +225,12 @@ export class ControlServer {
         if (result.outcome === 'imported') this.options.objectsQueued();
         return result;
       }
+      case 'exam-start':
+      case 'exam-end':
+      case 'exam-status':
+      case 'worklist-refresh':
+      case 'worklist-list':
+        return runExamControl(this.options.exams, request);
     }
   }
 

@@ -9,12 +9,16 @@ import { Sender } from '../pacs/sender.js';
 import type { Profile, PedalAction } from '../profile/schema.js';
 import { Spool } from '../spool/spool.js';
 import { AppState } from '../state/app-state.js';
+import { CommandRegistry } from '../telemetry/commands.js';
+import type { StatusInput } from '../telemetry/status-document.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { VideoSource } from '../video/video-source.js';
 import { resolveBoxId } from './box-identity.js';
 import { CommitmentService } from './commitment-service.js';
 import { ControlServer, type DaemonStatus } from './control-server.js';
+import { ExamWorkflow, finishRecordingClip } from './exam-workflow.js';
 import { ClipPipeline, profileRecordsClips } from './clip-pipeline.js';
+import { profileVersion, registerDaemonCommands } from './remote-commands.js';
 import { StillCapture } from './still-capture.js';
 import { notifySystemd } from './systemd.js';
 import { SOFTWARE_VERSION } from '../version.js';
@@ -29,6 +33,8 @@ export interface DaemonOptions {
    * Defaults to on when a gesture maps to clip or the keyboard pedal (c key) is interactive.
    */
   clips?: boolean;
+  /** File the profile was loaded from, for the reload-profile command. */
+  profileFile?: string;
 }
 
 interface DaemonEvents {
@@ -41,6 +47,8 @@ interface DaemonEvents {
   clipCaptured: [{ clipId: string; part: number; objectId: string; bytes: number }];
   clipFailed: [{ clipId?: string; reason: string }];
   quitRequested: [];
+  /** reload-profile found a valid, changed profile; the caller restarts the daemon with it. */
+  reloadRequested: [{ profile: Profile }];
 }
 
 type Pedal = SerialFootswitch | KeyboardPedal;
@@ -67,7 +75,14 @@ export class Daemon extends EventEmitter<DaemonEvents> {
   private statusTimer: NodeJS.Timeout | undefined;
   private lastError: string | undefined;
   private control: ControlServer | undefined;
+  private exams: ExamWorkflow | undefined;
   private readonly startedAt = new Date().toISOString();
+  private readonly profileFile: string | undefined;
+  private readonly profileVersion: string;
+  /** Whether the last association per destination succeeded, from the senders' linkChanged events. */
+  private readonly links: Record<string, boolean> = {};
+  /** Remote commands served over MQTT; components register theirs here. */
+  readonly commands = new CommandRegistry();
 
   constructor(options: DaemonOptions) {
     super();
@@ -75,6 +90,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.log = options.log;
     this.interactive = options.interactive ?? true;
     this.clipsRequested = options.clips;
+    this.profileFile = options.profileFile;
+    this.profileVersion = profileVersion(options.profile);
   }
 
   async start(): Promise<void> {
@@ -94,16 +111,16 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     this.spool.on('alarmRaised', ({ id, severity, reason }) => {
       this.lastError = `${id}: ${reason}`;
-      this.telemetry?.publishEvent({ type: 'alarm-raised', id, severity, reason });
+      this.telemetry?.alarms.raise(id, severity, reason);
       this.publishStatus();
     });
     this.spool.on('alarmCleared', ({ id }) => {
-      this.telemetry?.publishEvent({ type: 'alarm-cleared', id });
+      this.telemetry?.alarms.clear(id);
       this.publishStatus();
     });
     await this.spool.open();
 
-    this.startTelemetry();
+    await this.startTelemetry();
 
     this.video = new VideoSource({
       config: profile.video,
@@ -113,10 +130,12 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     this.video.on('signalAcquired', () => {
       this.telemetry?.publishEvent({ type: 'video-signal-acquired' });
+      this.telemetry?.alarms.clear('video-signal-lost');
       this.publishStatus();
     });
     this.video.on('signalLost', ({ reason }) => {
       this.telemetry?.publishEvent({ type: 'video-signal-lost', reason });
+      this.telemetry?.alarms.raise('video-signal-lost', 'critical', `no video signal: ${reason}`);
       this.publishStatus();
     });
     await this.video.start();
@@ -125,6 +144,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     const newUid = createUidGenerator(profile.station.uidRoot);
     this.startSenders();
     await this.startCommitment(newUid);
+    await this.startExams(newUid);
 
     this.capture = new StillCapture({
       profile,
@@ -134,6 +154,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       spool: this.spool,
       state: this.state,
       newUid,
+      ...(this.exams ? { context: this.exams.captureContext } : {}),
       log: this.log,
     });
     this.capture.on('stillCaptured', ({ objectId, bytes, latencyMs }) => {
@@ -157,6 +178,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       spool: this.spool,
       status: () => this.controlStatus(),
       objectsQueued: () => this.senders.forEach((sender) => sender.wake()),
+      ...(this.exams ? { exams: this.exams } : {}),
       log: this.log,
     });
     await this.control.start();
@@ -177,6 +199,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     await this.stopStep('still capture', () => this.capture?.drain());
     // A clip still recording is closed and stored; a long one takes seconds to write.
     await this.stopStep('clips', () => this.clips?.stop(), 30_000);
+    await this.stopStep('exams', () => this.exams?.stop());
     await this.stopStep('storage commitment', () => this.commitment?.stop());
     await this.stopStep('senders', () => Promise.all(this.senders.map((sender) => sender.stop())));
     await this.stopStep('video', () => this.video?.stop());
@@ -188,6 +211,12 @@ export class Daemon extends EventEmitter<DaemonEvents> {
   /** Runs the action of a pedal gesture; the demo calls it for simulated presses. */
   press(action: PedalAction, pressedAt: number = Date.now()): Promise<void> {
     if (action === 'still' && this.capture) return this.capture.capture(pressedAt);
+    if (action === 'end-exam') {
+      const exams = this.exams?.exams;
+      if (!exams) this.log.warn('end-exam requested but no worklist is configured');
+      else if (!exams.status().active) this.log.info('end-exam pressed with no exam open');
+      else return exams.end({ source: 'pedal' }).then(() => undefined, (error: unknown) => this.log.error({ err: { message: errorMessage(error) } }, 'exam not ended'));
+    }
     if (action === 'clip') {
       if (this.clips) this.clips.toggle(pressedAt);
       else this.log.warn('clip requested but clips are not enabled by the profile');
@@ -226,17 +255,61 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     return this.profile.spool.directory;
   }
 
-  private startTelemetry(): void {
+  /** Starts MQTT telemetry when the profile has an mqtt section. A failure is logged: capture runs without it. */
+  private async startTelemetry(): Promise<void> {
     const config = this.profile.mqtt;
-    if (!config) return;
-    this.telemetry = new Telemetry({
+    const spool = this.spool;
+    if (!config || !spool) return;
+    const telemetry = new Telemetry({
       config,
       boxId: this.boxId,
       clientId: config.clientId ?? `endocap-${this.boxId}`,
       softwareVersion: SOFTWARE_VERSION,
       log: this.log,
+      readStatus: () => this.telemetryStatus(),
+      commands: this.commands,
+      diskPath: this.profile.spool.directory,
+      destinations: this.profile.destinations.map((destination) => destination.name),
     });
-    this.telemetry.start();
+    registerDaemonCommands(this.commands, {
+      profile: this.profile,
+      profileFile: this.profileFile,
+      boxId: this.boxId,
+      softwareVersion: SOFTWARE_VERSION,
+      spool,
+      wakeSenders: () => this.senders.forEach((sender) => sender.wake()),
+      currentStatus: () => telemetry.currentStatus(),
+      reload: (profile) => this.emit('reloadRequested', { profile }),
+      log: this.log,
+    });
+    try {
+      await telemetry.start();
+    } catch (error) {
+      this.log.error({ err: { message: errorMessage(error) } }, 'telemetry not started, capture goes on without it');
+      await telemetry.stop();
+      return;
+    }
+    this.telemetry = telemetry;
+    for (const alarm of spool.stats().alarms) telemetry.alarms.raise(alarm.id, alarm.severity, alarm.reason);
+  }
+
+  /** Starts the worklist, exam and MPPS parts the profile configures; captures then go into the selected exam. */
+  private async startExams(newUid: () => string): Promise<void> {
+    const { spool, state } = this;
+    if (!spool || !state) return;
+    const exams = new ExamWorkflow({
+      profile: this.profile,
+      state,
+      boxId: this.boxId,
+      newUid,
+      inSpool: (sopInstanceUid) => spool.findBySopInstanceUid(sopInstanceUid) !== undefined,
+      beforeEnd: () => finishRecordingClip(this.clips),
+      telemetry: () => this.telemetry,
+      log: this.log,
+    });
+    await exams.start();
+    exams.registerCommands(this.commands);
+    this.exams = exams;
   }
 
   private async startClips(newUid: () => string): Promise<void> {
@@ -285,6 +358,11 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         this.telemetry?.publishEvent({ type: 'store-failed', objectId: id, destination: name, reason, status });
         this.publishStatus();
       });
+      sender.on('linkChanged', ({ destination: name, up, reason }) => {
+        this.links[name] = up;
+        this.telemetry?.alarms.set(`destination-unreachable.${name}`, !up, 'critical', `${name}: ${reason ?? 'association failed'}`);
+        this.publishStatus();
+      });
       sender.on('objectSetAside', ({ id, destination: name, reason, status }) => {
         this.lastError = `${name}: ${reason}`;
         this.telemetry?.publishEvent({ type: 'object-set-aside', objectId: id, destination: name, reason, status });
@@ -315,6 +393,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     commitment.on('commitmentSupportChanged', ({ destination, supported, reason }) => {
       if (!supported) this.lastError = `${destination}: ${reason ?? 'storage commitment rejected'}`;
+      this.telemetry?.alarms.set(`commitment-unsupported.${destination}`, !supported, 'warning', `${destination}: ${reason ?? 'storage commitment rejected'}`);
       this.telemetry?.publishEvent({ type: supported ? 'commitment-supported' : 'commitment-unsupported', destination, reason });
       this.publishStatus();
     });
@@ -334,10 +413,12 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     pedal.on('connected', () => {
       this.telemetry?.publishEvent({ type: 'footswitch-connected' });
+      this.telemetry?.alarms.clear('footswitch-disconnected');
       this.publishStatus();
     });
     pedal.on('disconnected', ({ reason }) => {
       this.telemetry?.publishEvent({ type: 'footswitch-disconnected', reason });
+      this.telemetry?.alarms.raise('footswitch-disconnected', 'warning', `footswitch disconnected: ${reason}`);
       this.publishStatus();
     });
     if (pedal instanceof KeyboardPedal) pedal.on('quitRequested', () => this.emit('quitRequested'));
@@ -345,20 +426,35 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     await pedal.start();
   }
 
+  /** Tells telemetry that the state changed, and raises or clears the set-aside alarms. */
   private publishStatus(): void {
-    if (!this.telemetry || !this.spool) return;
+    const telemetry = this.telemetry;
+    if (!telemetry || !this.spool) return;
+    for (const [name, stats] of Object.entries(this.spool.stats().destinations)) {
+      telemetry.alarms.set(`objects-set-aside.${name}`, stats.setAside > 0, 'warning', `${stats.setAside} object(s) set aside for ${name}; see retry-set-aside`);
+    }
+    telemetry.statusChanged();
+  }
+
+  /** Collects the state that telemetry publishes; returns undefined before the spool is open. */
+  private telemetryStatus(): StatusInput | undefined {
+    if (!this.spool) return undefined;
     const video = this.video?.status();
-    const stats = this.spool.list();
-    this.telemetry.updateStatus({
-      videoSignal: video?.signal ?? false,
-      videoWidth: video?.width,
-      videoHeight: video?.height,
-      videoFps: video?.fps,
-      footswitchConnected: this.pedal?.status().connected ?? false,
-      queueDepth: stats.filter((entry) => Object.values(entry.deliveries).some((delivery) => delivery.state === 'queued' || delivery.state === 'sending')).length,
-      setAside: stats.filter((entry) => Object.values(entry.deliveries).some((delivery) => delivery.state === 'set-aside')).length,
-      lastError: this.lastError,
-    });
+    const pedal = this.pedal?.status();
+    const input: StatusInput = {
+      startedAt: this.startedAt,
+      profileVersion: this.profileVersion,
+      video: { signal: video?.signal ?? false, fps: video?.fps ?? 0, framesDropped: video?.framesDropped ?? 0 },
+      footswitch: { kind: this.profile.footswitch.kind, connected: pedal?.connected ?? false },
+      spool: this.spool.stats(),
+      senders: this.senders.map((sender) => sender.status()),
+      links: { ...this.links },
+      ...this.exams?.statusInput(),
+    };
+    if (video?.width !== undefined) input.video.width = video.width;
+    if (video?.height !== undefined) input.video.height = video.height;
+    if (video?.pixelFormat !== undefined) input.video.pixelFormat = video.pixelFormat;
+    return input;
   }
 
   private async stopStep(name: string, step: () => Promise<unknown> | undefined, timeoutMs = 5_000): Promise<void> {

@@ -6,7 +6,7 @@ import type { Profile } from '../profile/schema.js';
 import type { AppState } from '../state/app-state.js';
 import type { Spool } from '../spool/spool.js';
 import type { VideoSource } from '../video/video-source.js';
-import { allocateUnidentifiedSlot } from './unidentified-study.js';
+import { unidentifiedCaptureContext, type CaptureContext, type CaptureSlot } from './exam-capture.js';
 
 /** VL Endoscopic Image Storage (PS3.4 B.5). */
 const VL_ENDOSCOPIC_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.77.1.1';
@@ -21,6 +21,8 @@ export interface StillCaptureOptions {
   spool: Pick<Spool, 'add'>;
   state: AppState;
   newUid: () => string;
+  /** Where stills go: the open exam or the unidentified-patient study; the latter when absent. */
+  context?: CaptureContext;
   log: Logger;
 }
 
@@ -38,12 +40,22 @@ interface StillCaptureEvents {
 export class StillCapture extends EventEmitter<StillCaptureEvents> {
   private readonly options: StillCaptureOptions;
   private readonly log: Logger;
+  private readonly context: CaptureContext;
   private chain: Promise<void> = Promise.resolve();
 
   constructor(options: StillCaptureOptions) {
     super();
     this.options = options;
     this.log = options.log.child({ component: 'still-capture' });
+    this.context =
+      options.context ??
+      unidentifiedCaptureContext({
+        state: options.state,
+        boxId: options.boxId,
+        stationName: options.profile.station.stationName,
+        newUid: options.newUid,
+        newStudyAfterIdleMs: options.profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
+      });
   }
 
   /** Queues a capture for a press at clock time `pressedAt` (ms since the epoch). */
@@ -61,24 +73,18 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
   private async captureNow(pressedAt: number): Promise<void> {
     const { profile, video, spool, state } = this.options;
     const startedAt = Date.now();
+    const allocation = this.context.allocate('still', new Date(pressedAt));
+    let slot: CaptureSlot | undefined;
     try {
       // The JPEG encode and the durable instance-number allocation run side by side.
-      const [still, slot] = await Promise.all([
+      const [still, allocated] = await Promise.all([
         video.captureStill(pressedAt, { jpegQuality: profile.still.jpegQuality, selection: profile.still.selection, windowMs: profile.still.sharpestWindowMs }),
-        allocateUnidentifiedSlot(
-          {
-            state,
-            boxId: this.options.boxId,
-            stationName: profile.station.stationName,
-            newUid: this.options.newUid,
-            newStudyAfterIdleMs: profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
-          },
-          new Date(pressedAt),
-        ),
+        allocation,
       ]);
+      slot = allocated;
       const encodedAt = Date.now();
-      const sopInstanceUid = this.options.newUid();
-      const part10 = buildVlEndoscopicImage({
+      const { sopInstanceUid } = slot;
+      const part10 = slot.finish(buildVlEndoscopicImage({
         jpeg: still.jpeg,
         width: still.width,
         height: still.height,
@@ -89,33 +95,24 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
           deviceSerialNumber: profile.station.deviceSerialNumber ?? this.options.boxId,
           softwareVersion: this.options.softwareVersion,
         },
-        study: {
-          studyInstanceUid: slot.study.studyInstanceUid,
-          studyId: slot.study.studyId,
-          accessionNumber: '',
-          studyDate: new Date(slot.study.startedAt),
-          patientName: slot.study.patientName,
-          patientId: slot.study.patientId,
-        },
-        series: {
-          seriesInstanceUid: slot.study.seriesInstanceUid,
-          seriesNumber: slot.study.seriesNumber,
-          seriesDate: new Date(slot.study.startedAt),
-        },
+        study: slot.study,
+        series: slot.series,
         instanceNumber: slot.instanceNumber,
         burnedInAnnotation: profile.image.textRemovedByMasks ? 'NO' : 'YES',
-      });
+      }));
       const builtAt = Date.now();
       const entry = await spool.add(part10, {
         sopClassUid: VL_ENDOSCOPIC_IMAGE_STORAGE,
         sopInstanceUid,
         transferSyntaxUid: JPEG_BASELINE,
       });
+      await slot.stored();
       const spooledAt = Date.now();
       const latencyMs = spooledAt - pressedAt;
       this.log.info(
         {
           objectId: entry.id,
+          examId: slot.examId,
           bytes: entry.bytes,
           instanceNumber: slot.instanceNumber,
           latencyMs,
@@ -139,6 +136,10 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
         })
         .catch((stateError: unknown) => this.log.error({ err: stateError }, 'capture failure not counted'));
       this.emit('captureFailed', { reason: errorMessage(error), code });
+    } finally {
+      slot?.settle();
+      // A capture whose encode failed first still settles its slot once the allocation is done.
+      if (!slot) void allocation.then((allocated) => allocated.settle(), () => undefined);
     }
   }
 }

@@ -7,7 +7,7 @@ import { ScuAssociation, type DimseResponse } from './scu-association.js';
 import { formatStatus } from './store-status.js';
 import { loadTlsSettings } from './transport.js';
 
-/** Modality Worklist Information Model - FIND (PS3.4 K.6.1.2). */
+/** Modality Worklist Information Model - FIND SOP Class (PS3.4 Annex K). */
 export const modalityWorklistFind = '1.2.840.10008.5.1.4.31';
 
 export interface FindOverAssociationOptions {
@@ -16,7 +16,7 @@ export interface FindOverAssociationOptions {
   /** Identifier encoded in `transferSyntaxUid`, which must be an accepted context of `sopClassUid`. */
   identifier: Buffer;
   transferSyntaxUid: string;
-  /** Longest wait for each response, in milliseconds. */
+  /** Maximum wait for each response, in milliseconds. */
   timeoutMs: number;
   /** Called with each match, encoded in `transferSyntaxUid`. */
   onMatch: (match: Buffer) => void;

@@ -43,7 +43,7 @@ export interface AssociateRequest {
   implementationVersionName: string;
 }
 
-/** PS3.8 9.3.3.2 Table 9-18, the result/reason field of a presentation context in A-ASSOCIATE-AC. */
+/** Result/reason field of a presentation context item in A-ASSOCIATE-AC (PS3.8 9.3.3.2). */
 export const PresentationContextResult = {
   Acceptance: 0,
   UserRejection: 1,
@@ -177,14 +177,14 @@ function readUidText(buffer: Buffer): string {
 }
 
 /** Iterates over the items of a variable field: type, value. */
-function* items(body: Buffer, start: number, what: string): Generator<[number, Buffer]> {
+function* items(body: Buffer, start: number, pduName: string): Generator<[number, Buffer]> {
   let offset = start;
   while (offset < body.length) {
-    if (offset + 4 > body.length) throw new PduFormatError(`${what}: item header runs past the end`);
+    if (offset + 4 > body.length) throw new PduFormatError(`${pduName}: item header runs past the end`);
     const type = body[offset] ?? 0;
     const length = body.readUInt16BE(offset + 2);
     const end = offset + 4 + length;
-    if (end > body.length) throw new PduFormatError(`${what}: item 0x${type.toString(16)} runs past the end`);
+    if (end > body.length) throw new PduFormatError(`${pduName}: item 0x${type.toString(16)} runs past the end`);
     yield [type, body.subarray(offset + 4, end)];
     offset = end;
   }
@@ -286,17 +286,17 @@ export class PduReader {
 
   private take(length: number): Buffer {
     const first = this.chunks[0];
-    let taken: Buffer;
+    let pdu: Buffer;
     if (first && first.length >= length) {
-      taken = first.subarray(0, length);
+      pdu = first.subarray(0, length);
       if (first.length === length) this.chunks.shift();
       else this.chunks[0] = first.subarray(length);
     } else {
       const joined = Buffer.concat(this.chunks, this.buffered);
-      taken = joined.subarray(0, length);
+      pdu = joined.subarray(0, length);
       this.chunks = joined.length > length ? [joined.subarray(length)] : [];
     }
     this.buffered -= length;
-    return taken;
+    return pdu;
   }
 }

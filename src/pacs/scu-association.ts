@@ -4,7 +4,9 @@ import { IMPLEMENTATION_CLASS_UID } from '../dicom/vl-endoscopic.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SOFTWARE_VERSION } from '../version.js';
-import { CommandTag, DecodedCommand, encodeCommand, isPendingStatus, type CommandElement } from './dimse-command.js';
+import { describeReject, translateSocketError } from './association-errors.js';
+import type { AcceptedContext, DimseRequest, DimseResponse, IncomingRequest, OpenAssociationOptions, ProposedContext, SendOptions } from './association-types.js';
+import { CommandTag, DecodedCommand, encodeCommand, isPendingStatus } from './dimse-command.js';
 import { MessageAssembler } from './message-assembler.js';
 import {
   PduFormatError,
@@ -23,97 +25,9 @@ import {
   pdvHeaderLength,
   type RawPdu,
 } from './pdu.js';
-import { connectSocket, describeTlsError, type TlsSettings } from './transport.js';
+import { connectSocket } from './transport.js';
 
-/** One presentation context to propose: an abstract syntax and its transfer syntaxes in order of preference. */
-export interface ProposedContext {
-  abstractSyntaxUid: string;
-  transferSyntaxUids: string[];
-}
-
-/** A presentation context the peer accepted. */
-export interface AcceptedContext {
-  id: number;
-  abstractSyntaxUid: string;
-  transferSyntaxUid: string;
-}
-
-export interface OpenAssociationOptions {
-  host: string;
-  port: number;
-  callingAeTitle: string;
-  calledAeTitle: string;
-  /** Time for the TCP connection, and again for the TLS handshake. */
-  connectTimeoutMs: number;
-  associationTimeoutMs: number;
-  contexts: ProposedContext[];
-  log: Logger;
-  /** DICOM over TLS; plain TCP when absent. */
-  tls?: TlsSettings;
-  /** Aborts the association, whatever it is doing. */
-  signal?: AbortSignal;
-  /** Called with the socket right after it is created, for diagnostics and tests. */
-  onSocket?: (socket: Socket) => void;
-  /**
-   * Handles a request the acceptor sends on this association, such as a
-   * Storage Commitment result (PS3.4 J.3.3), and returns the command elements
-   * of the response. The association adds MessageIDBeingRespondedTo. Without
-   * this handler, such requests are logged and get no response.
-   */
-  onRequest?: (request: IncomingRequest) => Promise<CommandElement[]>;
-}
-
-/** A request the acceptor sent on this association. */
-export interface IncomingRequest {
-  command: DecodedCommand;
-  dataset?: Buffer;
-  /** Abstract syntax of the presentation context it arrived on. */
-  abstractSyntaxUid: string;
-  /** Transfer syntax of that context, in which `dataset` is encoded. */
-  transferSyntaxUid: string;
-}
-
-/** A DIMSE request to send; the association assigns its MessageID. */
-export interface DimseRequest {
-  /** Abstract syntax of the accepted presentation context to send on. */
-  abstractSyntaxUid: string;
-  /** Transfer syntax the data set is encoded in; with no data set, any accepted context of the abstract syntax is used. */
-  transferSyntaxUid?: string;
-  command: CommandElement[];
-  /** Encoded data set, sent as it is. */
-  dataset?: Buffer;
-}
-
-/** A response to a request: the final one, or a pending one passed to `onPending`. */
-export interface DimseResponse {
-  command: DecodedCommand;
-  status: number;
-  /** The data set after the command, such as a C-FIND match. */
-  dataset?: Buffer;
-  getStatus(): number;
-}
-
-export interface SendOptions {
-  /**
-   * Longest wait without progress: for the peer to accept more bytes of the
-   * data set, then for each response.
-   */
-  timeoutMs: number;
-  /** Names the request in reasons, such as "C-STORE of object 0001". */
-  label: string;
-  /** Called with each pending response (status FF00 or FF01). */
-  onPending?: (response: DimseResponse) => void;
-}
-
-/** PS3.8 9.3.4, A-ASSOCIATE-RJ result, source and reason. */
-const rejectReasons: Record<number, Record<number, string>> = {
-  1: { 1: 'no reason given', 2: 'application context name not supported', 3: 'calling AE title not recognized', 7: 'called AE title not recognized' },
-  2: { 1: 'no reason given', 2: 'protocol version not supported' },
-  3: { 1: 'temporary congestion', 2: 'local limit exceeded' },
-};
-
-/** A-ASSOCIATE-RJ result 2: rejected transient (PS3.8 9.3.4). */
-const rejectedTransient = 2;
+export type { AcceptedContext, DimseRequest, DimseResponse, IncomingRequest, OpenAssociationOptions, ProposedContext, SendOptions } from './association-types.js';
 
 /** Largest PDU this side accepts, announced in the A-ASSOCIATE-RQ. Only responses and C-FIND matches arrive here. */
 const maxReceivePduLength = 65_536;
@@ -135,12 +49,6 @@ const abortFlushMs = 500;
 
 const implementationVersionName = `ENDOCAP_${SOFTWARE_VERSION}`.slice(0, 16);
 
-function describeReject(result: number, source: number, reason: number): string {
-  const kind = result === rejectedTransient ? 'transient' : 'permanent';
-  const text = rejectReasons[source]?.[reason] ?? `reason ${reason} from source ${source}`;
-  return `association rejected (${kind}): ${text}`;
-}
-
 interface InFlight {
   messageId: number;
   options: SendOptions;
@@ -153,11 +61,11 @@ interface InFlight {
 
 /**
  * One association opened by this box as Service Class User, implemented on
- * the DICOM Upper Layer directly (PS3.8): Nagle's algorithm is off, TLS is
- * available, every step has a time limit, a peer's A-ABORT, a reset or a close
- * fails the association at once, and data sets are written as views into the
- * caller's buffer with the peer's maximum PDU length. A failed association is
- * never used again. One request is in flight at a time.
+ * the DICOM Upper Layer directly (PS3.8). Nagle's algorithm is off, TLS is
+ * available and every step has a time limit. A peer's A-ABORT, a reset or a
+ * close fails the association at once. Data sets are written as views into the
+ * caller's buffer, in PDUs of the peer's maximum length. A failed association
+ * is never used again, and one request is in flight at a time.
  */
 export class ScuAssociation {
   private readonly socket: Socket;
@@ -415,7 +323,8 @@ export class ScuAssociation {
       }
     });
     this.socket.on('error', (error: NodeJS.ErrnoException) => {
-      this.fail(this.translateSocketError(error));
+      const context = { where: this.where, host: this.options.host, tls: this.options.tls, connected: this.connected, established: this.established };
+      this.fail(translateSocketError(error, context));
     });
     this.socket.on('close', () => {
       const reason = this.releasing ? 'association released' : `connection closed by ${this.where}`;
@@ -432,7 +341,8 @@ export class ScuAssociation {
         const { result, source, reason } = decodeAssociateReject(pdu.body);
         // NOTE: a permanent rejection sets aside every object of the batch, even
         // when the cause is this box's own configuration (a wrong called AE title).
-        this.fail(new EndocapError(ErrorCodes.PACS_ASSOCIATION_REJECTED, describeReject(result, source, reason), { retryable: result === rejectedTransient }), false);
+        const { message, retryable } = describeReject(result, source, reason);
+        this.fail(new EndocapError(ErrorCodes.PACS_ASSOCIATION_REJECTED, message, { retryable }), false);
         return;
       }
       case PduType.PDataTf:
@@ -487,7 +397,7 @@ export class ScuAssociation {
     }
     const request = this.inFlight;
     if ((field & 0x8000) === 0 || !request || command.messageIdBeingRespondedTo !== request.messageId) {
-      // Requests from the acceptor (no SCP role was negotiated) and stray responses are not answered.
+      // Ignored: a request from the acceptor when no onRequest handler was given, and a response to no request in flight.
       this.log.warn({ where: this.where, commandField: field, messageId: command.messageIdBeingRespondedTo }, 'unexpected DIMSE message ignored');
       return;
     }
@@ -525,28 +435,6 @@ export class ScuAssociation {
       },
       (error: unknown) => this.log.warn({ where: this.where, reason: errorMessage(error) }, 'request from the acceptor not answered'),
     );
-  }
-
-  private translateSocketError(error: NodeJS.ErrnoException): EndocapError {
-    if (this.options.tls) {
-      const tlsError = describeTlsError(error, this.where, this.options.tls, this.options.host);
-      if (tlsError) return tlsError;
-      if (this.connected && !this.established && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
-        return new EndocapError(ErrorCodes.PACS_TLS_FAILED, `TLS handshake with ${this.where} failed: connection reset by the peer`, { retryable: true, cause: error });
-      }
-    }
-    switch (error.code) {
-      case 'ECONNREFUSED':
-        return new EndocapError(ErrorCodes.PACS_CONNECT_FAILED, `connection refused by ${this.where}`, { retryable: true, cause: error });
-      case 'ECONNRESET':
-      case 'EPIPE':
-        return new EndocapError(ErrorCodes.PACS_ABORTED, `connection reset by ${this.where}`, { retryable: true, cause: error });
-      default:
-        if (!this.connected) {
-          return new EndocapError(ErrorCodes.PACS_CONNECT_FAILED, `connect to ${this.where} failed: ${error.code ?? errorMessage(error)}`, { retryable: true, cause: error });
-        }
-        return new EndocapError(ErrorCodes.PACS_ABORTED, `connection to ${this.where} failed: ${error.code ?? errorMessage(error)}`, { retryable: true, cause: error });
-    }
   }
 
   /** Records the first failure, rejects the operation in progress and closes the connection. */

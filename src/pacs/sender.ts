@@ -222,11 +222,11 @@ export class Sender extends EventEmitter<SenderEvents> {
     }
 
     // Each result is written to the queue as soon as it arrives, while the next
-    // objects are sent; the writes of several results overlap on the thread
-    // pool, and their events follow in batch order. Sending waits whenever more
-    // than `unrecordedLimit` results are not yet recorded: an object the PACS
-    // stored but the spool had not recorded at a crash is sent again by the
-    // next run, so the limit bounds those duplicates.
+    // objects are sent. The writes of several results overlap on the thread
+    // pool, and their events follow in batch order. Sending waits while more
+    // than `unrecordedLimit` results are not yet recorded. The next run sends
+    // again an object that the PACS stored but the spool had not recorded at a
+    // crash, so the limit bounds those duplicates.
     const records: Array<Promise<void>> = [];
     const results = await storeObjects({
       destination: this.destination,

@@ -52,8 +52,8 @@ export function lazyItem(object: LazyStoreObject): BatchItem {
       try {
         part10 = await object.read();
       } catch (error) {
-        const gone = (error as NodeJS.ErrnoException).code === 'ENOENT' || (error instanceof EndocapError && !error.retryable);
-        throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `reading the queued object failed: ${errorMessage(error)}`, { retryable: !gone, cause: error });
+        const permanent = (error as NodeJS.ErrnoException).code === 'ENOENT' || (error instanceof EndocapError && !error.retryable);
+        throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `reading the queued object failed: ${errorMessage(error)}`, { retryable: !permanent, cause: error });
       }
       return datasetOf(object, part10);
     },
@@ -77,13 +77,13 @@ export function planContexts(items: BatchItem[]): ContextPlan {
   const deferred: BatchItem[] = [];
   for (const item of items) {
     const { sopClassUid, transferSyntaxUid } = item.object;
-    const wanted = new Map<string, ProposedContext>([
+    const needed = new Map<string, ProposedContext>([
       [`${sopClassUid} ${transferSyntaxUid}`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: [transferSyntaxUid] }],
     ]);
     if (isUncompressed(transferSyntaxUid)) {
-      wanted.set(`${sopClassUid} fallback`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: littleEndianFallback });
+      needed.set(`${sopClassUid} fallback`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: littleEndianFallback });
     }
-    const added = [...wanted].filter(([key]) => !proposed.has(key));
+    const added = [...needed].filter(([key]) => !proposed.has(key));
     if (contexts.length + added.length > maxPresentationContexts) {
       deferred.push(item);
       continue;
@@ -105,9 +105,10 @@ export function chooseTransferSyntax(object: StoreObjectMetadata, accepted: Acce
 }
 
 /**
- * Returns the encoded data set in the accepted transfer syntax: the bytes of
- * the Part 10 file as they are when the syntax is the object's own, so that no
- * object is parsed on the way out, else converted between uncompressed syntaxes.
+ * Returns the encoded data set in the accepted transfer syntax. When that is
+ * the object's own syntax, these are the bytes of the Part 10 file as they are,
+ * so no object is parsed on the way out. Otherwise the data set is converted
+ * between uncompressed syntaxes.
  */
 export function encodeDataset(object: StoreObjectMetadata, dataset: Buffer, transferSyntaxUid: string): Buffer {
   if (transferSyntaxUid === object.transferSyntaxUid) return dataset;

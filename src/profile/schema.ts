@@ -71,7 +71,9 @@ export const videoSchema = z.strictObject({
   reopen: retrySchema.default({ initialMs: 500, maxMs: 10_000, multiplier: 2 }),
 });
 
-export const pedalAction = z.enum(['still', 'clip', 'none']).describe('Action run by a pedal gesture; clip starts a clip and stops it when the same gesture comes again.');
+export const pedalAction = z
+  .enum(['still', 'clip', 'end-exam', 'none'])
+  .describe('Action run by a pedal gesture; clip starts a clip and stops it when the same gesture comes again; end-exam ends the selected exam.');
 
 const byteValue = z.number().int().min(0).max(255);
 
@@ -181,13 +183,57 @@ export const destinationSchema = z.strictObject({
   storageCommitment: storageCommitmentSchema.optional().describe('Absent means disabled: stored objects count as delivered.'),
 });
 
-export const mqttSchema = z.strictObject({
-  url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'URL starting with mqtt://, mqtts://, ws:// or wss://'),
-  topicPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('endocap'),
-  clientId: z.string().min(1).max(64).optional().describe('Defaults to endocap-<box id>.'),
-  statusIntervalMs: positiveMs.default(60_000).describe('Heartbeat interval of the retained status message.'),
-  reconnect: retrySchema.default({ initialMs: 1_000, maxMs: 30_000, multiplier: 2 }),
-});
+/** One MQTT topic level without wildcards or separators, as Sparkplug B requires of its ids. */
+const topicLevel = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'id of letters, digits, dot, dash or underscore');
+
+export const mqttTlsSchema = z
+  .strictObject({
+    caFile: z.string().min(1).optional().describe('PEM file of the CA certificates that sign the broker certificate; Node\'s built-in list when absent.'),
+    certFile: z.string().min(1).optional().describe('PEM file of this box\'s client certificate, for a broker that requires one.'),
+    keyFile: z.string().min(1).optional().describe('PEM file of the private key of certFile, unencrypted.'),
+  })
+  .refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), { message: 'certFile and keyFile given together', path: ['keyFile'] })
+  .describe('TLS settings for mqtts:// and wss:// URLs. The broker certificate is always verified.');
+
+export const mqttSchema = z
+  .strictObject({
+    url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'URL starting with mqtt://, mqtts://, ws:// or wss://'),
+    topicPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('endocap'),
+    clientId: z.string().min(1).max(64).optional().describe('Defaults to endocap-<box id>.'),
+    statusIntervalMs: positiveMs.default(60_000).describe('Heartbeat interval of the retained status message.'),
+    reconnect: retrySchema.default({ initialMs: 1_000, maxMs: 30_000, multiplier: 2 }),
+    protocolVersion: z
+      .union([z.literal(5), z.literal(4)])
+      .default(5)
+      .describe('MQTT 5, or 4 for MQTT 3.1.1. A broker that rejects MQTT 5 is retried with 3.1.1 anyway.'),
+    keepaliveSeconds: z.number().int().min(5).max(600).default(30).describe('MQTT keep-alive; the broker publishes the Last Will after 1.5 times this without traffic.'),
+    tls: mqttTlsSchema.optional(),
+    credentialsFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('YAML file with "username" and "password" for the broker, readable by the daemon only. Never logged.'),
+    homeAssistant: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        discoveryPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('homeassistant'),
+      })
+      .default({ enabled: false, discoveryPrefix: 'homeassistant' })
+      .describe('Home Assistant MQTT discovery: the box appears as a device with its sensors.'),
+    sparkplug: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        groupId: topicLevel.default('endocap'),
+        edgeNodeId: topicLevel.optional().describe('Defaults to the box id.'),
+      })
+      .default({ enabled: false, groupId: 'endocap' })
+      .describe('Sparkplug B edge node on a second connection to the same broker.'),
+    commands: z
+      .strictObject({ enabled: z.boolean().default(false) })
+      .default({ enabled: false })
+      .describe('Remote commands on <topicPrefix>/<box id>/commands/<name>; restrict who may publish there with broker ACLs.'),
+  })
+  .refine((mqtt) => mqtt.tls === undefined || /^(mqtts|wss|ssl):/.test(mqtt.url), { message: 'an mqtts:// or wss:// URL when tls is set', path: ['url'] });
 
 export const commitmentListenerSchema = z
   .strictObject({
@@ -238,6 +284,77 @@ export const unidentifiedPatientSchema = z.strictObject({
   newStudyAfterIdleMinutes: z.number().int().min(1).max(1440).default(30).describe('A still taken after this much idle time opens a new unidentified-patient study.'),
 });
 
+/** Connection to a DICOM service this box calls, other than a storage destination. */
+const dicomServiceSchema = destinationSchema.pick({
+  host: true,
+  port: true,
+  calledAeTitle: true,
+  callingAeTitle: true,
+  connectTimeoutMs: true,
+  associationTimeoutMs: true,
+  requestTimeoutMs: true,
+  tls: true,
+});
+
+export const worklistSchema = dicomServiceSchema
+  .extend({
+    stationAeTitle: aeTitle.optional().describe('ScheduledStationAETitle to match; defaults to station.aeTitle.'),
+    matchStationAeTitle: z.boolean().default(true).describe('Match ScheduledStationAETitle; false returns the steps of every station.'),
+    modality: z
+      .string()
+      .regex(/^[A-Z0-9 _]{1,16}$/, 'modality code such as ES')
+      .nullable()
+      .default('ES')
+      .describe('Modality to match; null returns every modality.'),
+    daysBefore: z.number().int().min(0).max(31).default(0).describe('Days before today included in the scheduled start date range.'),
+    daysAfter: z.number().int().min(0).max(31).default(0).describe('Days after today included in the scheduled start date range.'),
+    refreshIntervalMs: positiveMs.min(5_000).default(300_000).describe('Time between two scheduled queries.'),
+    queryTimeoutMs: positiveMs.default(60_000).describe('Longest time one whole query may take, all responses included.'),
+    maxEntries: z.number().int().min(1).max(10_000).default(2_000).describe('Most entries kept from one query; the query is cut there and a warning logged.'),
+    retry: retrySchema.default({ initialMs: 5_000, maxMs: 300_000, multiplier: 2 }).describe('Backoff after a failed query, until the next success.'),
+    staleAfterMinutes: z.number().int().min(1).max(10_080).default(60).describe('A cache older than this raises the worklist-stale alarm.'),
+    assumedCharacterSet: z
+      .enum(['ISO_IR 6', 'ISO_IR 100', 'ISO_IR 101', 'ISO_IR 109', 'ISO_IR 110', 'ISO_IR 126', 'ISO_IR 127', 'ISO_IR 138', 'ISO_IR 144', 'ISO_IR 148', 'ISO_IR 166', 'ISO_IR 192', 'ISO_IR 203', 'GB18030', 'GBK'])
+      .optional()
+      .describe('SpecificCharacterSet assumed when a response declares none. When absent, undeclared non-ASCII text is read as UTF-8 if valid, else Latin-1, with a warning.'),
+  })
+  .describe('Modality Worklist server (C-FIND, PS3.4 K) queried for the procedures scheduled on this station.');
+
+export const mppsSchema = dicomServiceSchema
+  .extend({
+    retry: retrySchema.default({ initialMs: 5_000, maxMs: 600_000, multiplier: 2 }),
+    maxAttempts: z.number().int().min(1).max(1_000).default(50).describe('Attempts after which a message the server keeps failing is set aside.'),
+  })
+  .describe('Modality Performed Procedure Step server (N-CREATE and N-SET, PS3.4 F).');
+
+export const barcodeSchema = z
+  .strictObject({
+    path: z.string().min(1).describe('Serial device of the scanner; prefer a stable /dev/serial/by-id/... path.'),
+    baudRate: z.number().int().positive().default(9600),
+    matches: z
+      .array(z.enum(['accession-number', 'patient-id']))
+      .min(1)
+      .default(['accession-number', 'patient-id'])
+      .describe('Worklist fields a scanned code is compared with, exactly.'),
+    minLength: z.number().int().min(1).max(64).default(3).describe('Shorter lines are noise and ignored.'),
+    maxLineLength: z.number().int().min(8).max(1_024).default(64).describe('Longer lines are noise and ignored, in bytes.'),
+    reopenIntervalMs: positiveMs.max(10_000).default(1_000).describe('How often a missing scanner port is looked for.'),
+  })
+  .describe('Barcode scanner on a serial port sending one code per line (CR, LF or CRLF).');
+
+export const examSchema = z.strictObject({
+  idleEndMinutes: z.number().int().min(1).max(1_440).default(120).describe('An exam with no capture or command for this long is ended.'),
+  autoSelect: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      windowBeforeMinutes: z.number().int().min(0).max(1_440).default(60).describe('Steps scheduled up to this long before now count.'),
+      windowAfterMinutes: z.number().int().min(0).max(1_440).default(60).describe('Steps scheduled up to this long after now count.'),
+    })
+    .default({ enabled: false, windowBeforeMinutes: 60, windowAfterMinutes: 60 })
+    .describe('At a capture with no exam open, select the procedure when exactly one is scheduled for this station in the window.'),
+  barcode: barcodeSchema.optional(),
+});
+
 export const profileSchema = z.strictObject({
   formatVersion: z.literal(1).describe('Profile format version.'),
   description: z.string().default(''),
@@ -264,6 +381,9 @@ export const profileSchema = z.strictObject({
   image: imageSchema.default(imageDefaults),
   clip: clipSchema.default(clipDefaults),
   unidentifiedPatient: unidentifiedPatientSchema.default({ newStudyAfterIdleMinutes: 30 }),
+  worklist: worklistSchema.optional(),
+  mpps: mppsSchema.optional(),
+  exam: examSchema.default({ idleEndMinutes: 120, autoSelect: { enabled: false, windowBeforeMinutes: 60, windowAfterMinutes: 60 } }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).superRefine((profile, context) => {
   // A PACS sends most commitment results on a new association, so a destination
@@ -275,6 +395,10 @@ export const profileSchema = z.strictObject({
       path: ['commitmentListener'],
       message: `a commitmentListener section (host, port, allowedPeers), because destination "${asking.name}" enables storageCommitment`,
     });
+  }
+  // Both ways of selecting a procedure look it up in the worklist.
+  for (const [key, used] of [['barcode', profile.exam.barcode !== undefined], ['autoSelect', profile.exam.autoSelect.enabled]] as const) {
+    if (used && !profile.worklist) context.addIssue({ code: 'custom', path: ['worklist'], message: `a worklist section (host, port, calledAeTitle), because exam.${key} selects procedures from it` });
   }
 });
 
@@ -291,3 +415,7 @@ export type MqttConfig = NonNullable<Profile['mqtt']>;
 export type RetryConfig = z.infer<typeof retrySchema>;
 export type StorageCommitmentConfig = z.infer<typeof storageCommitmentSchema>;
 export type CommitmentListenerConfig = NonNullable<Profile['commitmentListener']>;
+export type WorklistConfig = NonNullable<Profile['worklist']>;
+export type MppsConfig = NonNullable<Profile['mpps']>;
+export type ExamConfig = Profile['exam'];
+export type BarcodeConfig = NonNullable<ExamConfig['barcode']>;

@@ -32,8 +32,8 @@ export interface ClipEncoderOptions {
   onPacket: (packet: EncodedPacket, stream: ClipStream) => void;
   /** Called once when frames cannot be encoded until reset(). */
   onFailed: (error: EndocapError) => void;
-  /** Frames waiting for the encoder; newer frames are dropped while it is full. */
-  maxQueuedFrames?: number;
+  /** Time of frames waiting for the encoder, in ms; newer frames are dropped while it is full. Default 250. */
+  maxQueuedMs?: number;
 }
 
 export interface ClipEncoderStatus {
@@ -74,7 +74,7 @@ const DEFAULT_HARDWARE_BIT_RATE = 8_000_000;
 export class ClipEncoder {
   private readonly options: ClipEncoderOptions;
   private readonly log: Logger;
-  private readonly maxQueued: number;
+  private readonly maxQueuedMs: number;
   private queue: QueuedFrame[] = [];
   private working: Promise<void> | undefined;
   private encoder: Encoder | undefined;
@@ -94,7 +94,7 @@ export class ClipEncoder {
   constructor(options: ClipEncoderOptions) {
     this.options = options;
     this.log = options.log.child({ component: 'clip-encoder' });
-    this.maxQueued = options.maxQueuedFrames ?? 8;
+    this.maxQueuedMs = options.maxQueuedMs ?? 250;
     // libx264 prints statistics on stderr when it closes; errors still show.
     Log.setLevel(AV_LOG_ERROR);
   }
@@ -102,7 +102,10 @@ export class ClipEncoder {
   /** Queues a borrowed frame for encoding; a reference is taken, so the caller keeps its own. */
   submit(frame: Frame, arrivedAt: number, frameRate: number): void {
     if (this.failed) return;
-    if (this.queue.length >= this.maxQueued) {
+    // At least 8 frames, so that a slow moment at low frame rates drops nothing either.
+    // Each queued 1080p frame is about 3 MB.
+    const maxQueued = Math.max(8, Math.ceil((frameRate * this.maxQueuedMs) / 1000));
+    if (this.queue.length >= maxQueued) {
       this.framesDropped += 1;
       if (this.framesDropped % 100 === 1) this.log.warn({ framesDropped: this.framesDropped }, 'clip encoder behind, frames dropped');
       return;

@@ -9,12 +9,13 @@ import type { Logger } from '../log.js';
 import type { ImageConfig, StillSelection } from '../profile/capture-schema.js';
 import type { VideoConfig } from '../profile/schema.js';
 import { FocusMeter } from './focus.js';
-import { FrameRing, type RingEntry } from './frame-ring.js';
+import { FrameRing } from './frame-ring.js';
 import { openInput } from './open-input.js';
 import { Pacer } from './pacer.js';
 import { describeSource, inputSpec, type InputSpec } from './input-spec.js';
 import { findSimulatorFont } from './simulator.js';
 import { StillEncoder } from './still-encoder.js';
+import { StillFrameSelector } from './still-frame-selector.js';
 
 /** Cause of a loss of signal. */
 export type SignalLossReason = 'timeout' | 'end of stream' | 'open failed' | 'read failed';
@@ -141,6 +142,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
   private readonly image: ImageConfig | undefined;
   private stillEncoder: StillEncoder;
   private readonly focusMeter: FocusMeter;
+  private readonly selector: StillFrameSelector;
   private abort: AbortController | undefined;
   private loop: Promise<void> | undefined;
   /** Last state reported to listeners. It is `unknown` until the first frame or failure after start(). */
@@ -161,6 +163,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     this.ring = new FrameRing(ringCapacity(this.config, options.stillWindowMs));
     this.stillEncoder = new StillEncoder({ log: this.log, image: this.image });
     this.focusMeter = new FocusMeter({ image: this.image });
+    this.selector = new StillFrameSelector({ ring: this.ring, focusMeter: this.focusMeter, log: this.log });
   }
 
   /**
@@ -223,52 +226,13 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
    * kept, and STILL_ENCODE_FAILED when encoding fails.
    */
   async captureStill(atMs: number, options: StillOptions): Promise<StillImage> {
-    const chosen = options.selection === 'sharpest' ? await this.sharpestFrame(atMs, options.windowMs ?? 300) : this.referenceFrame(this.ring.frameAt(atMs));
+    const chosen = options.selection === 'sharpest' ? await this.selector.sharpest(atMs, options.windowMs ?? 300) : this.selector.onScreen(atMs);
     try {
       const still = await this.stillEncoder.encode(chosen.frame, options.jpegQuality);
       return { ...still, frameTime: new Date(chosen.arrivedAt) };
     } finally {
       chosen.frame.free();
     }
-  }
-
-  /** Returns our own reference to a ring frame, so that the ring may free its copy while we use it. */
-  private referenceFrame(entry: RingEntry | undefined): { frame: Frame; arrivedAt: number } {
-    if (entry === undefined) {
-      throw new EndocapError(ErrorCodes.VIDEO_NO_FRAME, 'no video frame available for a still', { retryable: true });
-    }
-    const frame = entry.frame.clone();
-    if (frame === null) {
-      throw new EndocapError(ErrorCodes.STILL_ENCODE_FAILED, 'could not reference the video frame (out of memory)', { retryable: true });
-    }
-    return { frame, arrivedAt: entry.arrivedAt };
-  }
-
-  /** Waits for the end of the window around `atMs`, then returns the kept frame in it with the highest focus measure. */
-  private async sharpestFrame(atMs: number, windowMs: number): Promise<{ frame: Frame; arrivedAt: number }> {
-    const half = windowMs / 2;
-    const waitMs = atMs + half - Date.now();
-    if (waitMs > 0) await sleep(Math.min(waitMs, windowMs));
-    const entries = this.ring.between(atMs - half, atMs + half);
-    if (entries.length === 0) return this.referenceFrame(this.ring.frameAt(atMs));
-
-    const candidates = entries.map((entry) => this.referenceFrame(entry));
-    let best = candidates[0];
-    let bestScore = -1;
-    try {
-      for (const candidate of candidates) {
-        const score = await this.focusMeter.measure(candidate.frame);
-        if (score > bestScore) {
-          best = candidate;
-          bestScore = score;
-        }
-      }
-    } finally {
-      for (const candidate of candidates) if (candidate !== best) candidate.frame.free();
-    }
-    if (best === undefined) return this.referenceFrame(this.ring.frameAt(atMs));
-    this.log.debug({ candidates: candidates.length, offsetMs: best.arrivedAt - atMs, focus: Math.round(bestScore) }, 'sharpest frame chosen');
-    return best;
   }
 
   private async simulatorFont(): Promise<string | null> {

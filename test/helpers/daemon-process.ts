@@ -25,10 +25,11 @@ export interface DaemonProcess {
 }
 
 /** Runs the built daemon (`dist/cli/main.js run`) as a child process, as systemd would. */
-export function startDaemon(profileFile: string): DaemonProcess {
+export function startDaemon(profileFile: string, options: { env?: Record<string, string> } = {}): DaemonProcess {
   const child = spawn(process.execPath, [path.join(root, 'dist/cli/main.js'), 'run', '--profile', profileFile], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
   });
   const lines: LogLine[] = [];
   let raw = '';

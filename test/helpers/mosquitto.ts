@@ -8,22 +8,45 @@ import { freePort, waitFor } from './ports.js';
 export interface MosquittoPeer {
   port: number;
   url: string;
+  /** Broker log lines so far (log_dest stderr), for checks that a secret never appears. */
+  output(): string;
   stop(): Promise<void>;
+  /** Kills the broker with SIGKILL: clients see the connection drop without a DISCONNECT. */
+  kill(): Promise<void>;
+}
+
+export interface MosquittoOptions {
+  /** Folder that keeps retained messages and sessions across restarts; none when absent. */
+  persistenceDirectory?: string;
+  /** TLS listener; `requireCertificate` makes clients present a certificate signed by `caFile`. */
+  tls?: { caFile: string; certFile: string; keyFile: string; requireCertificate: boolean };
+  /** mosquitto_passwd file; anonymous clients are rejected when given. */
+  passwordFile?: string;
 }
 
 /** Starts a real Mosquitto broker on a free 127.0.0.1 port with a generated config. */
-export async function startMosquitto(): Promise<MosquittoPeer> {
-  return startMosquittoOnPort(await freePort());
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<MosquittoPeer> {
+  return startMosquittoOnPort(await freePort(), options);
 }
 
 /** Starts Mosquitto on a given 127.0.0.1 port, for tests where a client is already retrying it. */
-export async function startMosquittoOnPort(port: number): Promise<MosquittoPeer> {
+export async function startMosquittoOnPort(port: number, options: MosquittoOptions = {}): Promise<MosquittoPeer> {
   const directory = await mkdtemp(path.join(os.tmpdir(), 'endocap-mosquitto-'));
   const configFile = path.join(directory, 'mosquitto.conf');
-  await writeFile(configFile, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', ''].join('\n'));
+  // Run as the test's own user: started as root, Mosquitto would switch to user "mosquitto", which cannot read the temp files.
+  const lines = [`listener ${port} 127.0.0.1`, `user ${os.userInfo().username}`, `allow_anonymous ${options.passwordFile ? 'false' : 'true'}`, 'log_dest stderr', 'log_type all'];
+  if (options.persistenceDirectory) lines.push('persistence true', `persistence_location ${options.persistenceDirectory}/`, 'autosave_interval 1');
+  else lines.push('persistence false');
+  if (options.tls) {
+    lines.push(`cafile ${options.tls.caFile}`, `certfile ${options.tls.certFile}`, `keyfile ${options.tls.keyFile}`, `require_certificate ${options.tls.requireCertificate}`);
+  }
+  if (options.passwordFile) lines.push(`password_file ${options.passwordFile}`);
+  await writeFile(configFile, `${lines.join('\n')}\n`);
+
   const child = spawn('mosquitto', ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
-  child.stderr.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4_000)));
+  child.stderr.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-200_000)));
+
   await waitFor(
     () => {
       if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}: ${output}`);
@@ -39,16 +62,20 @@ export async function startMosquittoOnPort(port: number): Promise<MosquittoPeer>
     10_000,
     'mosquitto to listen',
   );
+
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill(signal);
+      await exited;
+    }
+    await rm(directory, { recursive: true, force: true });
+  };
   return {
     port,
-    url: `mqtt://127.0.0.1:${port}`,
-    async stop(): Promise<void> {
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      await rm(directory, { recursive: true, force: true });
-    },
+    url: `${options.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
+    output: () => output,
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
   };
 }

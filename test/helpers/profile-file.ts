@@ -20,6 +20,10 @@ export interface TestProfileOptions {
   /** The profile's commitmentListener section, for destinations that ask for Storage Commitment. */
   commitmentListener?: { host: string; port: number; aeTitle?: string; allowedPeers: Array<{ aeTitle: string; host: string }> };
   mqttUrl?: string;
+  /** Further settings of the mqtt section, such as commands, homeAssistant or reconnect. */
+  mqtt?: Record<string, unknown>;
+  /** station.boxId; null leaves it out, so the box id comes from the machine id. Defaults to test-box. */
+  boxId?: string | null;
   stationName?: string;
   graph?: string;
   /** Spool settings besides the folder, such as quotas and retention. */
@@ -43,7 +47,7 @@ export async function writeTestProfile(options: TestProfileOptions): Promise<str
       institutionName: 'Test Hospital',
       departmentName: 'Endoscopy',
       uidRoot: '1.2.826.0.1.3680043.10.1437',
-      boxId: 'test-box',
+      ...(options.boxId === null ? {} : { boxId: options.boxId ?? 'test-box' }),
     },
     video: {
       source: { kind: 'lavfi', url: options.graph ?? BLACK_WHITE_GRAPH },
@@ -69,7 +73,7 @@ export async function writeTestProfile(options: TestProfileOptions): Promise<str
       requestTimeoutMs: 10_000,
       retry: destination.retry ?? { initialMs: 200, maxMs: 2_000 },
     })),
-    ...(options.mqttUrl ? { mqtt: { url: options.mqttUrl, topicPrefix: 'endocap-test', statusIntervalMs: 1_000 } } : {}),
+    ...(options.mqttUrl ? { mqtt: { url: options.mqttUrl, topicPrefix: 'endocap-test', statusIntervalMs: 1_000, ...options.mqtt } } : {}),
     ...(options.commitmentListener ? { commitmentListener: options.commitmentListener } : {}),
     // Retention 0 unless a test asks for more: an empty spool folder then means everything was delivered.
     spool: { directory: path.join(options.directory, 'spool'), retentionHours: 0, ...options.spool },

@@ -106,7 +106,7 @@ t.test('abort in a 50 MB object, then complete delivery', async (t) => {
 });
 
 t.test('sender retries 0xA700 then stores', async (t) => {
-  // No real peer runs out of resources on request, so a fake answers 0xA700, then success.
+  // No real peer runs out of resources on request, so a fake returns 0xA700, then success.
   const fake = await startFake(t, { kind: 'statuses', statuses: [0xa700, 0x0000] });
   const destination = destinationFor(fake.port, { retry: { initialMs: 100, maxMs: 400, multiplier: 2 } });
   const queue = new MemoryQueue();

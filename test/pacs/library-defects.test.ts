@@ -105,7 +105,7 @@ t.test('pending with warning FF01 is not final', async (t) => {
     entries: [1, 2, 3].map((index) => ({ patientName: `DOE^${index}`, patientId: `ID${index}`, accessionNumber: `A${index}`, studyInstanceUid: `1.2.826.0.1.3680043.10.1437.6.${index}`, scheduledProcedureStepId: `S${index}` })),
   });
   t.teardown(() => worklist.stop());
-  // PatientAge is an optional key wlmscpfs does not support: it answers FF01 for each match.
+  // PatientAge is an optional key that wlmscpfs does not support, so it returns FF01 with each match.
   const keys = { PatientName: '', PatientID: '', PatientAge: '' };
 
   const library = await runLibraryClient(worklist.port, 'WLMSCP', requests.CFindRequest.createWorklistFindRequest(keys));
@@ -217,7 +217,7 @@ t.test('Nagle algorithm is off', async (t) => {
   t.equal(noDelayOf(ours[0] as net.Socket), true, 'endocap: TCP_NODELAY set');
 });
 
-/** The local address a TCP listener on `port` is bound to, as `ss` prints it. */
+/** Lists the local addresses of the TCP listeners on `port`, as `ss` prints them. */
 async function boundAddresses(port: number): Promise<string[]> {
   const { stdout } = await run('ss', ['-ltnH', `sport = :${port}`]);
   return stdout

@@ -280,9 +280,9 @@ function worklistDump(entry: WorklistEntry): string {
 
 /**
  * Starts DCMTK wlmscpfs on `port` over a worklist folder of .wl files made
- * with dump2dcm. `-csk` makes it return SpecificCharacterSet. It answers a
- * query with an optional key it does not support, such as PatientAge, with
- * status FF01 (pending, with warning) for every match.
+ * with dump2dcm. `-csk` makes it return SpecificCharacterSet. For a query with
+ * an optional key it does not support, such as PatientAge, it returns status
+ * FF01 (pending, with warning) with every match.
  */
 export async function startWorklistScp(options: { port: number; aeTitle: string; directory: string; entries: WorklistEntry[] }): Promise<RunningPeer> {
   const folder = join(options.directory, options.aeTitle);

@@ -122,7 +122,7 @@ t.test('tls reports a client certificate the server does not trust', async (t) =
 });
 
 t.test('tls handshake timeout', async (t) => {
-  // A plain TCP server accepts the connection and never answers the ClientHello.
+  // A plain TCP server accepts the connection and never responds to the ClientHello.
   const silent = await startSilentServer();
   t.teardown(() => silent.stop());
   const destination = { ...tlsDestination(silent.port, { caFile: ca.certFile }), connectTimeoutMs: 800 };
