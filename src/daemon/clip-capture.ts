@@ -8,7 +8,7 @@ import type { Profile } from '../profile/schema.js';
 import type { AppState } from '../state/app-state.js';
 import type { Spool } from '../spool/spool.js';
 import type { ClipClosedEvent } from '../video/clip-recorder.js';
-import { allocateUnidentifiedSlot } from './unidentified-study.js';
+import { unidentifiedCaptureContext, type CaptureContext, type CaptureSlot } from './exam-capture.js';
 
 export interface ClipCaptureOptions {
   profile: Profile;
@@ -19,6 +19,8 @@ export interface ClipCaptureOptions {
   newUid: () => string;
   /** Largest object the destinations accept, in bytes; a larger one is logged. */
   maxObjectBytes: number;
+  /** Capture context of clips: the open exam or the unidentified-patient study; the latter when absent. */
+  context?: CaptureContext;
   log: Logger;
 }
 
@@ -46,18 +48,28 @@ interface ClipCaptureEvents {
 /**
  * Turns each closed clip file into a Video Endoscopic Image in the spool:
  * picks the H.264 transfer syntax from the stream's own SPS, allocates the
- * instance in the unidentified-patient study, builds the object and removes
- * the file. Clips are stored one after another, in the order they closed.
+ * instance in the open exam's clip series (or the unidentified-patient study),
+ * builds the object and removes the file. Clips are stored one after another, in the order they closed.
  */
 export class ClipCapture extends EventEmitter<ClipCaptureEvents> {
   private readonly options: ClipCaptureOptions;
   private readonly log: Logger;
+  private readonly context: CaptureContext;
   private chain: Promise<void> = Promise.resolve();
 
   constructor(options: ClipCaptureOptions) {
     super();
     this.options = options;
     this.log = options.log.child({ component: 'clip-capture' });
+    this.context =
+      options.context ??
+      unidentifiedCaptureContext({
+        state: options.state,
+        boxId: options.boxId,
+        stationName: options.profile.station.stationName,
+        newUid: options.newUid,
+        newStudyAfterIdleMs: options.profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
+      });
   }
 
   /** Queues a closed clip file for storing. */
@@ -90,7 +102,7 @@ export class ClipCapture extends EventEmitter<ClipCaptureEvents> {
 
   /** Builds the object from the clip file and writes it to the spool. */
   private async build(closed: ClipClosedEvent): Promise<ClipCapturedEvent> {
-    const { profile, spool, state } = this.options;
+    const { profile, spool } = this.options;
     const { clipId, part, file } = closed;
     const { stream } = file;
     const choice = chooseH264TransferSyntax({ ...stream.sps, frameRate: stream.frameRate });
@@ -100,59 +112,56 @@ export class ClipCapture extends EventEmitter<ClipCaptureEvents> {
 
     const video = await readFile(file.path);
     const acquiredAt = new Date(file.firstArrivedAt);
-    const slot = await allocateUnidentifiedSlot(
-      {
-        state,
-        boxId: this.options.boxId,
-        stationName: profile.station.stationName,
-        newUid: this.options.newUid,
-        newStudyAfterIdleMs: profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
-      },
-      acquiredAt,
-    );
+    let slot: CaptureSlot | undefined;
+    try {
+      slot = await this.context.allocate('clip', acquiredAt);
+      const { sopInstanceUid } = slot;
+      const region = profile.clip.anatomicRegion;
+      const part10 = slot.finish(
+        buildVideoEndoscopicImage({
+          stream: video,
+          transferSyntaxUid: choice.transferSyntaxUid,
+          numberOfFrames: file.frames,
+          frameRate: stream.frameRate,
+          width: stream.width,
+          height: stream.height,
+          acquiredAt,
+          sopInstanceUid,
+          station: {
+            ...profile.station,
+            deviceSerialNumber: profile.station.deviceSerialNumber ?? this.options.boxId,
+            softwareVersion: this.options.softwareVersion,
+          },
+          study: slot.study,
+          series: slot.series,
+          instanceNumber: slot.instanceNumber,
+          anatomicRegion: { codeValue: region.codeValue, codingSchemeDesignator: region.codingSchemeDesignator, codeMeaning: region.codeMeaning, paired: region.paired },
+          burnedInAnnotation: profile.image.textRemovedByMasks ? 'NO' : 'YES',
+        }),
+      );
 
-    const sopInstanceUid = this.options.newUid();
-    const region = profile.clip.anatomicRegion;
-    const part10 = buildVideoEndoscopicImage({
-      stream: video,
-      transferSyntaxUid: choice.transferSyntaxUid,
-      numberOfFrames: file.frames,
-      frameRate: stream.frameRate,
-      width: stream.width,
-      height: stream.height,
-      acquiredAt,
-      sopInstanceUid,
-      station: {
-        ...profile.station,
-        deviceSerialNumber: profile.station.deviceSerialNumber ?? this.options.boxId,
-        softwareVersion: this.options.softwareVersion,
-      },
-      study: {
-        studyInstanceUid: slot.study.studyInstanceUid,
-        studyId: slot.study.studyId,
-        accessionNumber: '',
-        studyDate: new Date(slot.study.startedAt),
-        patientName: slot.study.patientName,
-        patientId: slot.study.patientId,
-      },
-      series: {
-        seriesInstanceUid: slot.study.seriesInstanceUid,
-        seriesNumber: slot.study.seriesNumber,
-        seriesDate: new Date(slot.study.startedAt),
-      },
-      instanceNumber: slot.instanceNumber,
-      anatomicRegion: { codeValue: region.codeValue, codingSchemeDesignator: region.codingSchemeDesignator, codeMeaning: region.codeMeaning, paired: region.paired },
-      burnedInAnnotation: profile.image.textRemovedByMasks ? 'NO' : 'YES',
-    });
-
-    if (part10.length > this.options.maxObjectBytes) {
-      this.log.warn({ clipId, part, bytes: part10.length, maxObjectBytes: this.options.maxObjectBytes }, 'clip object larger than the destinations accept');
+      if (part10.length > this.options.maxObjectBytes) {
+        this.log.warn({ clipId, part, bytes: part10.length, maxObjectBytes: this.options.maxObjectBytes }, 'clip object larger than the destinations accept');
+      }
+      const entry = await spool.add(part10, { sopClassUid: VIDEO_ENDOSCOPIC_IMAGE_STORAGE, sopInstanceUid, transferSyntaxUid: choice.transferSyntaxUid });
+      await slot.stored();
+      this.log.info(
+        {
+          clipId,
+          part,
+          objectId: entry.id,
+          examId: slot.examId,
+          bytes: entry.bytes,
+          frames: file.frames,
+          durationMs: file.lastArrivedAt - file.firstArrivedAt,
+          transferSyntax: choice.name,
+          endReason: closed.endReason,
+        },
+        'clip captured',
+      );
+      return { clipId, part, objectId: entry.id, bytes: entry.bytes, frames: file.frames, transferSyntaxUid: choice.transferSyntaxUid };
+    } finally {
+      slot?.settle();
     }
-    const entry = await spool.add(part10, { sopClassUid: VIDEO_ENDOSCOPIC_IMAGE_STORAGE, sopInstanceUid, transferSyntaxUid: choice.transferSyntaxUid });
-    this.log.info(
-      { clipId, part, objectId: entry.id, bytes: entry.bytes, frames: file.frames, durationMs: file.lastArrivedAt - file.firstArrivedAt, transferSyntax: choice.name, endReason: closed.endReason },
-      'clip captured',
-    );
-    return { clipId, part, objectId: entry.id, bytes: entry.bytes, frames: file.frames, transferSyntaxUid: choice.transferSyntaxUid };
   }
 }

@@ -9,6 +9,7 @@ import { ClipRecorder } from '../video/clip-recorder.js';
 import { ClipSource } from '../video/clip-source.js';
 import type { VideoSource } from '../video/video-source.js';
 import { ClipCapture } from './clip-capture.js';
+import type { CaptureContext } from './exam-capture.js';
 
 export interface ClipPipelineOptions {
   profile: Profile;
@@ -18,6 +19,8 @@ export interface ClipPipelineOptions {
   spool: Pick<Spool, 'add'>;
   state: AppState;
   newUid: () => string;
+  /** Where clips are filed: the open exam or the unidentified-patient study; the latter when absent. */
+  context?: CaptureContext;
   log: Logger;
 }
 
@@ -75,6 +78,7 @@ export class ClipPipeline extends EventEmitter<ClipPipelineEvents> {
       state: options.state,
       newUid: options.newUid,
       maxObjectBytes: limit,
+      ...(options.context ? { context: options.context } : {}),
       log,
     });
 

@@ -316,7 +316,17 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     const { profile } = this;
     const wanted = this.clipsRequested ?? (profileRecordsClips(profile) || (profile.footswitch.kind === 'keyboard' && this.interactive));
     if (!wanted || !this.video || !this.spool || !this.state) return;
-    const clips = new ClipPipeline({ profile, boxId: this.boxId, softwareVersion: SOFTWARE_VERSION, video: this.video, spool: this.spool, state: this.state, newUid, log: this.log });
+    const clips = new ClipPipeline({
+      profile,
+      boxId: this.boxId,
+      softwareVersion: SOFTWARE_VERSION,
+      video: this.video,
+      spool: this.spool,
+      state: this.state,
+      newUid,
+      ...(this.exams ? { context: this.exams.captureContext } : {}),
+      log: this.log,
+    });
     clips.on('clipStarted', ({ clipId, part, preRecordMs }) => {
       this.telemetry?.publishEvent({ type: 'clip-started', clipId, part });
       this.emit('clipStarted', { clipId, part, preRecordMs });

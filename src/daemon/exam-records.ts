@@ -44,11 +44,11 @@ export function objectCount(exam: OpenExam): number {
  * because it is also the PerformedProcedureStepID (VR SH).
  */
 export function newExamId(now: Date, used: ReadonlyArray<string | undefined>): string {
-  const taken = new Set(used);
+  const usedIds = new Set(used);
   for (let offset = 0; ; offset += 1) {
     const stamp = localStamp(new Date(now.getTime() + offset * 1_000));
     const id = `E${stamp.slice(0, 8)}-${stamp.slice(8)}`;
-    if (!taken.has(id)) return id;
+    if (!usedIds.has(id)) return id;
   }
 }
 

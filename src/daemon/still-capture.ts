@@ -21,7 +21,7 @@ export interface StillCaptureOptions {
   spool: Pick<Spool, 'add'>;
   state: AppState;
   newUid: () => string;
-  /** Where stills go: the open exam or the unidentified-patient study; the latter when absent. */
+  /** Capture context of stills: the open exam or the unidentified-patient study; the latter when absent. */
   context?: CaptureContext;
   log: Logger;
 }

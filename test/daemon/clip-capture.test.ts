@@ -136,3 +136,63 @@ t.test('clip rejected by a full spool keeps earlier objects', async (t) => {
   const object = await spool.read(entries[0]?.id ?? '');
   t.ok(object.includes(await readFile(kept)), 'with its video intact');
 });
+
+t.test('clip is filed in the capture context', async (t) => {
+  const base = await readFile(path.join(root, 'hw-profiles/simulator.yaml'), 'utf8');
+  const profile: Profile = { ...parseProfile(base, path.join(root, 'hw-profiles/simulator.yaml')), image: { masks: [], textRemovedByMasks: false } as Profile['image'] };
+  const work = await mkdtemp(path.join(directory, 'context-'));
+  const spool = new Spool({ directory: path.join(work, 'spool'), destinations: [{ name: 'pacs', commitment: false }], log: silentLog });
+  await spool.open();
+  t.teardown(() => spool.close());
+  const newUid = createUidGenerator('1.2.826.0.1.3680043.10.999');
+  const calls: string[] = [];
+  const slot = {
+    examId: 'exam-1',
+    sopInstanceUid: newUid(),
+    study: { studyInstanceUid: '1.2.826.0.1.3680043.10.999.1', studyId: 'S1', accessionNumber: 'ACC42', studyDate: new Date(), patientName: 'CONTEXT^PATIENT', patientId: 'PID42' },
+    series: { seriesInstanceUid: '1.2.826.0.1.3680043.10.999.2', seriesNumber: 2, seriesDate: new Date() },
+    instanceNumber: 7,
+    finish: (part10: Buffer) => {
+      calls.push('finish');
+      return part10;
+    },
+    stored: async () => {
+      calls.push('stored');
+    },
+    settle: () => {
+      calls.push('settle');
+    },
+  };
+  const kinds: string[] = [];
+  const capture = new ClipCapture({
+    profile,
+    boxId: 'test-box',
+    softwareVersion: '0.1.0',
+    spool,
+    state: await AppState.open(path.join(work, 'state')),
+    newUid,
+    maxObjectBytes: 2 ** 31,
+    context: {
+      allocate: async (kind) => {
+        kinds.push(kind);
+        return slot;
+      },
+    },
+    log: silentLog,
+  });
+  await capture.store(await clipFile('context', 25));
+
+  t.same(kinds, ['clip'], 'the slot is allocated as a clip');
+  t.same(calls, ['finish', 'stored', 'settle'], 'the exam sees the object built, stored, then settled');
+  const [entry] = spool.list();
+  t.equal(entry?.sopInstanceUid, slot.sopInstanceUid);
+  const file = path.join(work, 'clip.dcm');
+  await writeFile(file, await spool.read(entry?.id ?? ''));
+  const attributes = await readAttributes(file, ['StudyInstanceUID', 'SeriesInstanceUID', 'AccessionNumber', 'PatientID', 'InstanceNumber', 'SeriesNumber']);
+  t.equal(attributes.StudyInstanceUID, slot.study.studyInstanceUid);
+  t.equal(attributes.SeriesInstanceUID, slot.series.seriesInstanceUid);
+  t.equal(attributes.AccessionNumber, 'ACC42');
+  t.equal(attributes.PatientID, 'PID42');
+  t.equal(attributes.InstanceNumber, '7');
+  t.equal(attributes.SeriesNumber, '2');
+});
