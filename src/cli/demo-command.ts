@@ -124,7 +124,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
   log.flush();
 
   const files = await readdir(receivedDirectory).catch(() => []);
-  say(`${files.length} object(s) in ${receivedDirectory}`);
+  say(`${received} object(s) received in this run; ${files.length} file(s) in ${receivedDirectory}`);
   say(`spool: ${profile.spool.directory}, MQTT messages published: ${mqttMessages}`);
   return exitCode;
 }

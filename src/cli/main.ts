@@ -6,7 +6,8 @@ const USAGE = `Usage: endocap <command> [options]
 
 Commands:
   run --profile FILE          Run the capture daemon with a hardware profile.
-  demo [--captures N]         Run the whole chain on embedded defaults: simulated
+  demo [--captures N] [--clips N]
+                              Run the whole chain on embedded defaults: simulated
                               video, keyboard pedal (space = still), an in-process
                               DICOM receiver and MQTT broker on 127.0.0.1.
   profile check FILE          Validate a profile; lists every problem, exit 78 if any.

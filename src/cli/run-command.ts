@@ -42,7 +42,8 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
   // reload-profile hands over a new, valid profile: the daemon is stopped and started again with it.
   // NOTE: the log level stays the one of the first profile until the process restarts.
   for (let next: typeof profile | undefined = profile; next !== undefined; ) {
-    const daemon = new Daemon({ profile: next, profileFile: values.profile, log, interactive: false });
+    // A keyboard pedal (the simulator profile) reads the controlling terminal; under systemd there is none.
+    const daemon = new Daemon({ profile: next, profileFile: values.profile, log, interactive: Boolean(process.stdin.isTTY) });
     const reloaded = new Promise<typeof profile>((resolve) => daemon.once('reloadRequested', (event) => resolve(event.profile)));
     await daemon.start();
     next = await Promise.race([signal.then(() => undefined), reloaded]);

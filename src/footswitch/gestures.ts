@@ -32,6 +32,14 @@ export interface GestureRecognizerOptions {
   schedule?: Scheduler;
   /** Gestures closer together than this are dropped and counted; defaults to MIN_GESTURE_INTERVAL_MS. */
   minGestureIntervalMs?: number;
+  /**
+   * Emits a short press at the first raw down edge instead of after the
+   * debounce, when neither long nor double presses are recognised. Meant for
+   * byte and line protocols, where each edge is a message the pedal sent on
+   * purpose, so it cannot be electrical noise. The debounce still merges the
+   * bounce that follows into this one press.
+   */
+  leadingEdge?: boolean;
   onPedalChanged?: (change: PedalChange) => void;
   onGesture: (gesture: GestureRecognized) => void;
 }
@@ -72,7 +80,8 @@ type Phase =
  *   if its debounce confirmation ends after the window.
  * - Latency: with `double` mapped to 'none' a short press is emitted at
  *   release without waiting for a window; with `long` also 'none' it is
- *   emitted at the debounced down edge. A hold then counts as a short press.
+ *   emitted at the debounced down edge, or with `leadingEdge` at the first raw
+ *   down edge. A hold then counts as a short press.
  * - A `short` mapped to 'none' is still emitted, with action 'none'.
  * - `reset()` (used on disconnect) treats a held pedal as released and drops
  *   any gesture in progress without emitting it, because edges around an
@@ -99,6 +108,8 @@ export class GestureRecognizer {
   private gestureStartAt = 0;
   private releasedAt = 0;
   private lastGestureAt: number | undefined;
+  /** A short press was emitted at the leading edge of the change being debounced. */
+  private emittedAtLeadingEdge = false;
 
   constructor(options: GestureRecognizerOptions) {
     this.options = options;
@@ -119,7 +130,13 @@ export class GestureRecognizer {
     this.rawDown = down;
     this.counters.rawEdges += 1;
     this.lastRawEdgeAt = at;
+    const startsChange = this.pendingEdgeAt === undefined;
     this.pendingEdgeAt ??= at;
+
+    if (this.options.leadingEdge && startsChange && down && !this.stableDown && this.phase === 'idle' && !this.recognisesLong && !this.recognisesDouble) {
+      this.emittedAtLeadingEdge = true;
+      this.emit('short', at);
+    }
 
     if (this.options.debounceMs === 0) {
       this.settle();
@@ -137,6 +154,7 @@ export class GestureRecognizer {
     this.cancelLongPress = undefined;
     this.cancelWindow = undefined;
     this.pendingEdgeAt = undefined;
+    this.emittedAtLeadingEdge = false;
     this.rawDown = false;
     this.phase = 'idle';
     if (this.stableDown) {
@@ -160,7 +178,10 @@ export class GestureRecognizer {
   private settle(): void {
     const edgeAt = this.pendingEdgeAt ?? this.lastRawEdgeAt;
     this.pendingEdgeAt = undefined;
+    const emittedAtLeadingEdge = this.emittedAtLeadingEdge;
+    this.emittedAtLeadingEdge = false;
     if (this.rawDown === this.stableDown) {
+      // Bounce or a glitch. With leading-edge emission, a tap shorter than the debounce was already reported as a press.
       this.counters.bouncesRejected += 1;
       if (this.phase === 'windowClosing') this.finishShortAfterWindow();
       return;
@@ -168,11 +189,11 @@ export class GestureRecognizer {
 
     this.stableDown = this.rawDown;
     this.options.onPedalChanged?.({ down: this.stableDown, at: edgeAt });
-    if (this.stableDown) this.onPressed(edgeAt);
+    if (this.stableDown) this.onPressed(edgeAt, emittedAtLeadingEdge);
     else this.onReleased(edgeAt);
   }
 
-  private onPressed(at: number): void {
+  private onPressed(at: number, emittedAtLeadingEdge: boolean): void {
     if (this.phase === 'awaitingSecond' || this.phase === 'windowClosing') {
       this.cancelWindow?.();
       this.cancelWindow = undefined;
@@ -184,7 +205,7 @@ export class GestureRecognizer {
     this.gestureStartAt = at;
     if (!this.recognisesLong && !this.recognisesDouble) {
       this.phase = 'consumed';
-      this.emit('short', at);
+      if (!emittedAtLeadingEdge) this.emit('short', at);
       return;
     }
     this.phase = 'pressed';

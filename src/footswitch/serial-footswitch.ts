@@ -116,6 +116,7 @@ export class SerialFootswitch extends EventEmitter<FootswitchEvents> {
       doublePressMs: this.config.doublePressMs,
       gestures: this.config.gestures,
       clock: this.clock,
+      leadingEdge: this.config.protocol.kind !== 'modem',
       onPedalChanged: (change) => this.emit('pedalChanged', change),
       onGesture: (gesture) => {
         this.log.info({ gesture: gesture.gesture, action: gesture.action }, 'pedal gesture recognized');

@@ -41,7 +41,7 @@ export async function loadProfile(file: string): Promise<Profile> {
     text = await readFile(file, 'utf8');
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot be read (${(error as Error).message})`;
-    throw new ProfileError(file, [{ path: '', message: `${reason}; pass an existing profile with --profile FILE` }]);
+    throw new ProfileError(file, [{ path: '', message: `${reason}; pass the path of an existing profile` }]);
   }
   return parseProfile(text, file);
 }
@@ -89,7 +89,7 @@ function describeIssue(issue: z.core.$ZodIssue, document: unknown): ProfileProbl
     case 'invalid_value':
       return { path: issuePath.join('.'), message: `expected one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}, got ${describeValue(received)}` };
     case 'invalid_union':
-      return { path: issuePath.join('.'), message: `expected ${issue.message.replace(/^Invalid input:?\s*/, '') || 'a valid variant'}, got ${describeValue(received)}` };
+      return { path: issuePath.join('.'), message: `expected ${describeUnion(issue.message)}, got ${describeValue(received)}` };
     case 'too_small':
       return { path: issuePath.join('.'), message: `expected ${customOr(issue.message, describeBound(issue.inclusive === false ? 'greater than' : 'at least', issue.origin, issue.minimum))}, got ${describeValue(received)}` };
     case 'too_big':
@@ -118,6 +118,16 @@ function describeValue(value: unknown): string {
   if (typeof value === 'object') return 'an object';
   const text = JSON.stringify(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/**
+ * Rewrites zod's union messages, such as "Invalid discriminator value. Expected
+ * 'serial' | 'keyboard' | 'none'", in the form the other messages use.
+ */
+function describeUnion(message: string): string {
+  const options = /Expected ((?:'[^']*'(?: \| )?)+)\s*$/.exec(message)?.[1];
+  if (options) return `one of ${options.split(' | ').map((option) => `"${option.slice(1, -1)}"`).join(', ')}`;
+  return message.replace(/^Invalid input:?\s*/, '') || 'a valid variant';
 }
 
 /** Lower-cases the first letter of a sentence, but not of an acronym such as "AE" or "UID". */

@@ -13,6 +13,7 @@ interface Setup {
   longPressMs?: number;
   doublePressMs?: number;
   gestures?: Partial<Record<GestureKind, PedalAction>>;
+  leadingEdge?: boolean;
 }
 
 function setup(options: Setup = {}) {
@@ -26,6 +27,7 @@ function setup(options: Setup = {}) {
     gestures: { short: 'still', long: 'none', double: 'none', ...options.gestures },
     clock: time.clock,
     schedule: time.schedule,
+    leadingEdge: options.leadingEdge ?? false,
     onPedalChanged: (change) => changes.push(change),
     onGesture: (gesture) => gestures.push({ ...gesture, emittedAt: time.now }),
   });
@@ -254,4 +256,41 @@ t.test('repeated level is not an edge', async (t) => {
   feed(true, 100);
   t.equal(recognizer.counters.rawEdges, 1);
   t.equal(gestures.length, 1);
+});
+
+t.test('leading edge emits at first byte', async (t) => {
+  const { time, gestures, feed } = setup({ leadingEdge: true });
+  const start = time.now;
+  feed(true, 0);
+  t.equal(gestures.length, 1, 'emitted before the debounce ends');
+  t.equal(gestures[0]?.emittedAt, start);
+  t.equal(gestures[0]?.pressedAt, start);
+  time.advance(100);
+  feed(false, 100);
+  t.equal(gestures.length, 1, 'the debounced down edge emits nothing more');
+});
+
+t.test('leading edge merges bounce into one press', async (t) => {
+  const { time, gestures, feed } = setup({ leadingEdge: true });
+  bouncyEdge(feed, true);
+  time.advance(200);
+  bouncyEdge(feed, false);
+  time.advance(200);
+  t.equal(gestures.length, 1);
+});
+
+t.test('leading edge counts a quick tap', async (t) => {
+  const { time, gestures, feed } = setup({ leadingEdge: true });
+  feed(true, 10);
+  feed(false, 200);
+  t.equal(gestures.length, 1, 'a tap shorter than the debounce is still one press');
+  time.advance(100);
+  feed(true, 100);
+  t.equal(gestures.length, 2, 'the next press counts');
+});
+
+t.test('leading edge off for long or double', async (t) => {
+  const { gestures, feed } = setup({ leadingEdge: true, gestures: { double: 'still' } });
+  feed(true, 10);
+  t.equal(gestures.length, 0, 'with double presses recognised the press waits for its window');
 });
