@@ -8,7 +8,7 @@ import type { Profile } from '../profile/schema.js';
 import type { AppState } from '../state/app-state.js';
 import type { Spool } from '../spool/spool.js';
 import type { ClipClosedEvent } from '../video/clip-recorder.js';
-import { unidentifiedCaptureContext, type CaptureContext, type CaptureSlot } from './exam-capture.js';
+import { captureContextOrUnidentified, type CaptureContext, type CaptureSlot } from './exam-capture.js';
 
 export interface ClipCaptureOptions {
   profile: Profile;
@@ -61,15 +61,7 @@ export class ClipCapture extends EventEmitter<ClipCaptureEvents> {
     super();
     this.options = options;
     this.log = options.log.child({ component: 'clip-capture' });
-    this.context =
-      options.context ??
-      unidentifiedCaptureContext({
-        state: options.state,
-        boxId: options.boxId,
-        stationName: options.profile.station.stationName,
-        newUid: options.newUid,
-        newStudyAfterIdleMs: options.profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
-      });
+    this.context = captureContextOrUnidentified(options.context, options);
   }
 
   /** Queues a closed clip file for storing. */

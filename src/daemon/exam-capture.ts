@@ -66,6 +66,23 @@ export function unidentifiedCaptureContext(options: UnidentifiedContextOptions):
   };
 }
 
+/** Returns `context`, or the unidentified-patient context built from the profile when it is absent. */
+export function captureContextOrUnidentified(
+  context: CaptureContext | undefined,
+  options: { state: AppState; boxId: string; newUid: () => string; profile: { station: { stationName: string }; unidentifiedPatient: { newStudyAfterIdleMinutes: number } } },
+): CaptureContext {
+  return (
+    context ??
+    unidentifiedCaptureContext({
+      state: options.state,
+      boxId: options.boxId,
+      stationName: options.profile.station.stationName,
+      newUid: options.newUid,
+      newStudyAfterIdleMs: options.profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
+    })
+  );
+}
+
 /**
  * Returns the study fields the object builder writes, taken from the worklist entry.
  * A value the builder would reject (too long for its VR in UTF-8 bytes, or an

@@ -6,7 +6,7 @@ import type { Profile } from '../profile/schema.js';
 import type { AppState } from '../state/app-state.js';
 import type { Spool } from '../spool/spool.js';
 import type { VideoSource } from '../video/video-source.js';
-import { unidentifiedCaptureContext, type CaptureContext, type CaptureSlot } from './exam-capture.js';
+import { captureContextOrUnidentified, type CaptureContext, type CaptureSlot } from './exam-capture.js';
 
 /** VL Endoscopic Image Storage (PS3.4 B.5). */
 const VL_ENDOSCOPIC_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.77.1.1';
@@ -47,15 +47,7 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
     super();
     this.options = options;
     this.log = options.log.child({ component: 'still-capture' });
-    this.context =
-      options.context ??
-      unidentifiedCaptureContext({
-        state: options.state,
-        boxId: options.boxId,
-        stationName: options.profile.station.stationName,
-        newUid: options.newUid,
-        newStudyAfterIdleMs: options.profile.unidentifiedPatient.newStudyAfterIdleMinutes * 60_000,
-      });
+    this.context = captureContextOrUnidentified(options.context, options);
   }
 
   /** Queues a capture for a press at clock time `pressedAt` (ms since the epoch). */
