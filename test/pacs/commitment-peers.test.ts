@@ -166,6 +166,8 @@ t.test('result on same association commits objects', async (t) => {
   t.same(peer.reportStatuses, [0x0000], 'the report was answered with success');
   t.same(tracker.pending(destinationName), [], 'the transaction is settled');
   t.match(lines(), /"origin":"same-association".*"msg":"commitment result applied"/);
+  // The requester logs the request once its association is released, which can come after the result.
+  await waitUntil(() => /"msg":"commitment requested"/.test(lines()), 'the commitment requested log line');
   t.match(lines(), /"reportedHere":true.*"msg":"commitment requested"/);
 });
 
