@@ -16,6 +16,13 @@ Commands:
                               List, retry, export or import spooled objects.
   exam start|end|status       Select the procedure of the exam, end it, show it.
   worklist refresh|list       Query the worklist now, list its procedures.
+  status [--json]             Show the running daemon's status.
+  echo                        C-ECHO every destination and the worklist server.
+  video test [--seconds N] [--snapshot FILE]
+                              Open the video source, report format and frame rate.
+  footswitch test [--seconds N]
+                              Print pedal changes and gestures as they happen.
+  devices                     List video devices and serial ports.
   version                     Print the version.
 
 Exit codes: 0 success, 1 runtime failure, 64 usage error, 78 invalid profile.
@@ -37,6 +44,16 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./exam-command.js')).runExamCommand(rest);
     case 'worklist':
       return (await import('./worklist-command.js')).runWorklistCommand(rest);
+    case 'status':
+      return (await import('./status-command.js')).runStatusCommand(rest);
+    case 'echo':
+      return (await import('./echo-command.js')).runEchoCommand(rest);
+    case 'video':
+      return (await import('./video-command.js')).runVideoCommand(rest);
+    case 'footswitch':
+      return (await import('./footswitch-command.js')).runFootswitchCommand(rest);
+    case 'devices':
+      return (await import('./devices-command.js')).runDevicesCommand(rest);
     case 'version':
     case '--version':
       process.stdout.write(`${SOFTWARE_VERSION}\n`);

@@ -20,7 +20,7 @@ import { ExamWorkflow, finishRecordingClip } from './exam-workflow.js';
 import { ClipPipeline, profileRecordsClips } from './clip-pipeline.js';
 import { profileVersion, registerDaemonCommands } from './remote-commands.js';
 import { StillCapture } from './still-capture.js';
-import { notifySystemd } from './systemd.js';
+import { notifySystemd, startSystemdWatchdog } from './systemd.js';
 import { SOFTWARE_VERSION } from '../version.js';
 
 export interface DaemonOptions {
@@ -73,6 +73,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
   private clips: ClipPipeline | undefined;
   private readonly clipsRequested: boolean | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
+  private stopWatchdog: (() => void) | undefined;
   private lastError: string | undefined;
   private control: ControlServer | undefined;
   private exams: ExamWorkflow | undefined;
@@ -186,13 +187,16 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.statusTimer = setInterval(() => this.publishStatus(), 5_000);
     this.statusTimer.unref();
     this.publishStatus();
+    // READY=1 only now: the spool has recovered and every component started with a valid profile.
     notifySystemd('READY=1', this.log);
+    this.stopWatchdog = startSystemdWatchdog(this.log);
     this.log.info({ boxId: this.boxId }, 'daemon started');
   }
 
   async stop(): Promise<void> {
     this.log.info('daemon stopping');
     notifySystemd('STOPPING=1', this.log);
+    // Keep-alives go on until the spool is closed, because a stop can outlast WatchdogSec= (TimeoutStopSec= bounds it).
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.stopStep('control socket', () => this.control?.stop());
     await this.stopStep('footswitch', () => this.pedal?.stop());
@@ -205,6 +209,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     await this.stopStep('video', () => this.video?.stop());
     await this.stopStep('telemetry', () => this.telemetry?.stop());
     await this.stopStep('spool', () => this.spool?.close());
+    this.stopWatchdog?.();
+    this.stopWatchdog = undefined;
     this.log.info('daemon stopped');
   }
 

@@ -1,0 +1,67 @@
+import { parseArgs } from 'node:util';
+import { echo, type EchoResult } from '../pacs/store-scu.js';
+import { destinationSchema, type DestinationConfig, type Profile } from '../profile/schema.js';
+import { commandLogger, DEFAULT_PROFILE, EXIT_CODES_HELP, EXIT_FAILURE, loadCommandProfile, parseCommand, usage } from './command-line.js';
+
+const HELP = `Usage: endocap echo [--profile FILE]
+
+Sends a DICOM C-ECHO to every destination of the profile and to its worklist
+server, one after the other, and prints one line for each: ok or FAILED, the
+time in ms and, on failure, the reason (connection refused, association
+rejected, TLS error, timeout, ...).
+
+Options:
+  --profile FILE       Hardware profile (default ${DEFAULT_PROFILE}).
+  --help               Print this help.
+
+${EXIT_CODES_HELP} Exit 1 when any peer failed.`;
+
+interface Peer {
+  label: string;
+  destination: DestinationConfig;
+}
+
+export async function runEchoCommand(argv: string[]): Promise<number> {
+  const parsed = parseCommand('echo', HELP, () =>
+    parseArgs({ args: argv, options: { profile: { type: 'string', default: DEFAULT_PROFILE }, help: { type: 'boolean' } }, allowPositionals: true, strict: true }),
+  );
+  if (typeof parsed === 'number') return parsed;
+  if (parsed.positionals.length > 0) return usage('echo', `unexpected argument "${parsed.positionals[0]}"`, HELP);
+
+  const profile = await loadCommandProfile(parsed.values.profile);
+  if (typeof profile === 'number') return profile;
+
+  const peers = echoPeers(profile);
+  if (peers.length === 0) {
+    process.stderr.write('endocap echo: the profile has no destinations and no worklist server\n');
+    return EXIT_FAILURE;
+  }
+  const log = commandLogger();
+  let failures = 0;
+  for (const peer of peers) {
+    const { destination } = peer;
+    const result = await echo({ destination, callingAeTitle: destination.callingAeTitle ?? profile.station.aeTitle, log });
+    if (!result.ok) failures += 1;
+    process.stdout.write(`${formatEcho(peer, result)}\n`);
+  }
+  return failures > 0 ? EXIT_FAILURE : 0;
+}
+
+/** Lists the destinations, then the worklist server as a destination with its connection settings. */
+function echoPeers(profile: Profile): Peer[] {
+  const peers: Peer[] = profile.destinations.map((destination) => ({ label: `destination ${destination.name}`, destination }));
+  const worklist = profile.worklist;
+  if (worklist !== undefined) {
+    const { host, port, calledAeTitle, callingAeTitle, connectTimeoutMs, associationTimeoutMs, requestTimeoutMs, tls } = worklist;
+    const destination = destinationSchema.parse({ name: 'worklist', host, port, calledAeTitle, callingAeTitle, connectTimeoutMs, associationTimeoutMs, requestTimeoutMs, tls });
+    peers.push({ label: 'worklist', destination });
+  }
+  return peers;
+}
+
+/** `destination pacs (PACS@10.0.0.5:104): ok in 12 ms` or `... FAILED in 3 ms: connection refused by ...` */
+export function formatEcho(peer: Peer, result: EchoResult): string {
+  const { destination } = peer;
+  const where = `${peer.label} (${destination.calledAeTitle}@${destination.host}:${destination.port}${destination.tls === undefined ? '' : ', TLS'})`;
+  return result.ok ? `${where}: ok in ${result.ms} ms` : `${where}: FAILED in ${result.ms} ms: ${result.reason ?? 'no reason given'}`;
+}
