@@ -100,6 +100,8 @@ t.test('every command answers and no message of an exam carries patient data', a
   await waitFor(async () => (await ask('ping')).ok, 10_000, 'ping');
 
   // The exam: stills from the pedal, and an object with patient data imported through the control socket.
+  await daemon.waitForLog('footswitch connected');
+  await daemon.waitForLog('video signal acquired');
   await pressPedal(pty.testPath, 3);
   const control = await ControlClient.connect(path.join(directory, 'state', 'control.sock'));
   if (!control) throw new Error('control socket not reachable');

@@ -42,6 +42,9 @@ t.test('events raised during a 30 s broker outage arrive exactly once', async (t
   const daemon = startDaemon(profile);
   t.teardown(() => daemon.kill());
   await daemon.waitForLog('broker connected');
+  // Presses before the footswitch port is open or the first frame is decoded would be lost.
+  await daemon.waitForLog('footswitch connected');
+  await daemon.waitForLog('video signal acquired');
 
   const events = (type: string): EventPayload[] => observer.json(`endocap-test/test-box/events/${type}`).map((event) => eventPayloadSchema.parse(event));
   await pressPedal(pty.testPath, 2);
