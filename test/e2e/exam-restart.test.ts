@@ -89,6 +89,7 @@ t.test('exam survives a restart with the worklist server down', async (t) => {
   t.teardown(() => daemon.kill());
   await daemon.waitForLog('worklist updated');
   await daemon.waitForLog('footswitch connected');
+  await daemon.waitForLog('video signal acquired');
   const started = await cli(['exam', 'start', '--accession', 'ACCRESTARTQ8']);
   const examId = /exam (E\d{8}-\d{6}) started/.exec(started.stdout)?.[1];
   t.ok(examId, 'exam started from the CLI');
@@ -104,6 +105,7 @@ t.test('exam survives a restart with the worklist server down', async (t) => {
   await daemon.waitForLog('exam continues after restart');
   await daemon.waitForLog('worklist query failed, cached entries kept');
   await daemon.waitForLog('clip encoder opened');
+  await daemon.waitForLog('footswitch connected');
   const status = JSON.parse((await cli(['exam', 'status', '--json'])).stdout) as { exam: { examId: string; stills: number }; worklist: { entries: number; cacheAgeMs: number; lastError: string } };
   t.equal(status.exam.examId, examId, 'the same exam after the restart');
   t.equal(status.exam.stills, 1);
