@@ -69,8 +69,9 @@ export function waitForSignal(log: ReturnType<typeof createLogger>): Promise<voi
 }
 
 /**
- * A programming error leaves the daemon in an unknown state: log it and exit
- * so that systemd restarts a clean process. The spool makes this safe.
+ * Installs handlers that log an uncaught error and exit, because a programming
+ * error leaves the daemon in an unknown state. systemd then restarts a clean
+ * process, and the spool keeps every captured object across the restart.
  */
 export function installCrashHandlers(log: ReturnType<typeof createLogger>): void {
   process.on('uncaughtException', (error) => {

@@ -46,10 +46,11 @@ interface ClipCaptureEvents {
 }
 
 /**
- * Turns each closed clip file into a Video Endoscopic Image in the spool:
- * picks the H.264 transfer syntax from the stream's own SPS, allocates the
- * instance in the open exam's clip series (or the unidentified-patient study),
- * builds the object and removes the file. Clips are stored one after another, in the order they closed.
+ * Turns each closed clip file into a Video Endoscopic Image in the spool. It
+ * picks the H.264 transfer syntax from the stream's own SPS and allocates the
+ * instance in the open exam's clip series, or in the unidentified-patient
+ * study. Then it builds the object and removes the file. Clips are stored one
+ * after another, in the order they closed.
  */
 export class ClipCapture extends EventEmitter<ClipCaptureEvents> {
   private readonly options: ClipCaptureOptions;

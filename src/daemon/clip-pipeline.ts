@@ -19,7 +19,7 @@ export interface ClipPipelineOptions {
   spool: Pick<Spool, 'add'>;
   state: AppState;
   newUid: () => string;
-  /** Where clips are filed: the open exam or the unidentified-patient study; the latter when absent. */
+  /** Capture context of clips: the open exam, or the unidentified-patient study when absent. */
   context?: CaptureContext;
   log: Logger;
 }

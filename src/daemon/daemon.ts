@@ -230,13 +230,13 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     return Promise.resolve();
   }
 
-  /** A summary for the demo and tests: video signal and objects still waiting for a destination. */
+  /** Returns a summary for the demo and tests: video signal, and objects still waiting for a destination. */
   status(): { videoSignal: boolean; queueDepth: number } {
     const queueDepth = this.spool ? this.spool.list().filter((entry) => Object.values(entry.deliveries).some((delivery) => delivery.state === 'queued' || delivery.state === 'sending')).length : 0;
     return { videoSignal: this.video?.status().signal ?? false, queueDepth };
   }
 
-  /** The summary served by the control socket's `status` command. */
+  /** Builds the summary that the control socket's `status` command returns. */
   controlStatus(): DaemonStatus {
     const video = this.video?.status();
     const pedal = this.pedal?.status();
@@ -390,7 +390,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     }
   }
 
-  /** Starts Storage Commitment after the senders, which store the objects it asks about. */
+  /** Starts Storage Commitment after the senders, because it requests commitment for the objects they store. */
   private async startCommitment(newUid: () => string): Promise<void> {
     const spool = this.spool;
     if (!spool || !CommitmentService.isConfigured(this.profile)) return;

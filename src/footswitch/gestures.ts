@@ -78,10 +78,10 @@ type Phase =
  * - The double-press window runs from the first raw edge of the release. A
  *   second press whose first raw edge falls inside it is a double press, even
  *   if its debounce confirmation ends after the window.
- * - Latency: with `double` mapped to 'none' a short press is emitted at
- *   release without waiting for a window; with `long` also 'none' it is
- *   emitted at the debounced down edge, or with `leadingEdge` at the first raw
- *   down edge. A hold then counts as a short press.
+ * - Latency: with `double` mapped to 'none', a short press is emitted at
+ *   release without waiting for a window. With `long` also 'none', it is
+ *   emitted at the debounced down edge, or at the first raw down edge when
+ *   `leadingEdge` is set. A hold then counts as a short press.
  * - A `short` mapped to 'none' is still emitted, with action 'none'.
  * - `reset()` (used on disconnect) treats a held pedal as released and drops
  *   any gesture in progress without emitting it, because edges around an

@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import { EndocapError, ErrorCodes } from '../errors.js';
 import { profileSchema, type Profile } from './schema.js';
 
-/** Exit code for a bad configuration (EX_CONFIG from sysexits.h); systemd is told not to restart on it. */
+/** Exit code for a bad configuration (EX_CONFIG from sysexits.h); the unit's RestartPreventExitStatus keeps systemd from restarting on it. */
 export const EXIT_CONFIG = 78;
 
 /** One problem in a profile, with the dotted path of the offending value. */

@@ -15,7 +15,7 @@ export interface SpaceGuardEvents {
   alarmCleared: [event: { id: SpoolAlarm['id'] }];
 }
 
-/** What the guard needs to know about the spool's content. */
+/** Spool content that the guard reads. */
 export interface SpoolUsage {
   /** Total size of every object in the spool, in bytes. */
   bytes: number;

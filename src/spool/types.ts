@@ -46,7 +46,7 @@ export interface ObjectMetadata {
   transferSyntaxUid: string;
 }
 
-/** What a sender needs from the spool. */
+/** Spool operations a sender uses. */
 export interface SenderQueue {
   /** Entries still queued for `destination`, oldest first. */
   pending(destination: string): SpoolEntry[];
@@ -66,7 +66,7 @@ export interface SenderQueue {
   markSetAside(id: string, destination: string, reason: string, status?: number): Promise<void>;
 }
 
-/** What the Storage Commitment requester needs from the spool. */
+/** Spool operations the Storage Commitment requester uses. */
 export interface CommitmentQueue {
   /** Entries stored at `destination` and not yet committed, oldest first. */
   awaitingCommitment(destination: string): SpoolEntry[];

@@ -10,7 +10,7 @@ export interface OrthancPeer {
   aeTitle: string;
   /** GET on Orthanc's REST API, parsed as JSON. */
   get<T>(route: string): Promise<T>;
-  /** POST of a JSON body on Orthanc's REST API, with the answer parsed as JSON. */
+  /** POST of a JSON body on Orthanc's REST API, with the response parsed as JSON. */
   post<T>(route: string, body: unknown): Promise<T>;
   /** Downloads the stored file of an instance. */
   file(instanceId: string): Promise<Buffer>;

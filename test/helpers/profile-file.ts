@@ -75,7 +75,7 @@ export async function writeTestProfile(options: TestProfileOptions): Promise<str
     })),
     ...(options.mqttUrl ? { mqtt: { url: options.mqttUrl, topicPrefix: 'endocap-test', statusIntervalMs: 1_000, ...options.mqtt } } : {}),
     ...(options.commitmentListener ? { commitmentListener: options.commitmentListener } : {}),
-    // Retention 0 unless a test asks for more: an empty spool folder then means everything was delivered.
+    // Retention 0 unless a test sets more: an empty spool folder then means everything was delivered.
     spool: { directory: path.join(options.directory, 'spool'), retentionHours: 0, ...options.spool },
     stateDirectory: path.join(options.directory, 'state'),
     logLevel: 'debug',
