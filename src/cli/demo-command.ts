@@ -9,7 +9,7 @@ import { DemoDicomReceiver } from '../demo/dicom-receiver.js';
 import { DemoMqttBroker } from '../demo/mqtt-broker.js';
 import { createLogger } from '../log.js';
 import { loadProfile } from '../profile/load-profile.js';
-import type { Profile } from '../profile/schema.js';
+import { dicomDestinations, type DestinationConfig, type Profile } from '../profile/schema.js';
 import { waitForSignal } from './run-command.js';
 
 const HELP = `Usage: endocap demo [--captures N] [--clips N] [--clip-seconds S] [--interval-ms MS] [--output DIR]
@@ -179,15 +179,16 @@ function demoProfile(base: Profile, output: string, dicomPort: number, mqttPort:
   return {
     ...base,
     footswitch: base.footswitch.kind === 'keyboard' ? base.footswitch : { kind: 'keyboard', gestures: { short: 'still', long: 'none', double: 'none' } },
-    destinations: [{ ...(base.destinations[0] ?? defaultDestination()), host: '127.0.0.1', port: dicomPort, calledAeTitle: 'PACS' }],
+    destinations: [{ ...(dicomDestinations(base)[0] ?? defaultDestination()), host: '127.0.0.1', port: dicomPort, calledAeTitle: 'PACS' }],
     mqtt: base.mqtt ? { ...base.mqtt, url: `mqtt://127.0.0.1:${mqttPort}` } : undefined,
     spool: { ...base.spool, directory: path.join(output, 'spool') },
     stateDirectory: path.join(output, 'state'),
   };
 }
 
-function defaultDestination(): Profile['destinations'][number] {
+function defaultDestination(): DestinationConfig {
   return {
+    kind: 'dicom',
     name: 'pacs',
     host: '127.0.0.1',
     port: 104,

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { echo, type EchoResult } from '../pacs/store-scu.js';
-import { destinationSchema, type DestinationConfig, type Profile } from '../profile/schema.js';
+import { destinationSchema, dicomDestinations, type DestinationConfig, type Profile } from '../profile/schema.js';
 import { commandLogger, DEFAULT_PROFILE, EXIT_CODES_HELP, EXIT_FAILURE, loadCommandProfile, parseCommand, usage } from './command-line.js';
 
 const HELP = `Usage: endocap echo [--profile FILE]
@@ -49,11 +49,11 @@ export async function runEchoCommand(argv: string[]): Promise<number> {
 
 /** Lists the destinations, then the worklist server as a destination with its connection settings. */
 function echoPeers(profile: Profile): Peer[] {
-  const peers: Peer[] = profile.destinations.map((destination) => ({ label: `destination ${destination.name}`, destination }));
+  const peers: Peer[] = dicomDestinations(profile).map((destination) => ({ label: `destination ${destination.name}`, destination }));
   const worklist = profile.worklist;
   if (worklist !== undefined) {
     const { host, port, calledAeTitle, callingAeTitle, connectTimeoutMs, associationTimeoutMs, requestTimeoutMs, tls } = worklist;
-    const destination = destinationSchema.parse({ name: 'worklist', host, port, calledAeTitle, callingAeTitle, connectTimeoutMs, associationTimeoutMs, requestTimeoutMs, tls });
+    const destination = destinationSchema.parse({ kind: 'dicom', name: 'worklist', host, port, calledAeTitle, callingAeTitle, connectTimeoutMs, associationTimeoutMs, requestTimeoutMs, tls });
     peers.push({ label: 'worklist', destination });
   }
   return peers;

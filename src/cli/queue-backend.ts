@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import type { Profile } from '../profile/schema.js';
+import { commitmentEnabled, type Profile } from '../profile/schema.js';
 import { importObject, listQueue, readForExport, retryObjects, type ExportedObject, type ImportResult, type QueueItem, type RetryRequest, type RetryResult } from '../spool/queue-operations.js';
 import { Spool } from '../spool/spool.js';
 import type { DeliveryState } from '../spool/types.js';
@@ -33,7 +33,7 @@ export async function openQueueBackend(profile: Profile, log: Logger): Promise<Q
 
   const spool = new Spool({
     directory: profile.spool.directory,
-    destinations: profile.destinations.map((destination) => ({ name: destination.name, commitment: destination.storageCommitment?.enabled ?? false })),
+    destinations: profile.destinations.map((destination) => ({ name: destination.name, commitment: commitmentEnabled(destination) })),
     retentionHours: profile.spool.retentionHours,
     maxBytes: profile.spool.maxBytes,
     minFreeBytes: profile.spool.minFreeBytes,

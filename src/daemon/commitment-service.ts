@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import { CommitmentListener } from '../pacs/commitment-listener.js';
 import { CommitmentRequester, type CommitmentSupportChangedEvent } from '../pacs/commitment-requester.js';
 import { CommitmentTracker, type CommitmentFailedEvent, type ObjectCommittedEvent } from '../pacs/commitment-tracker.js';
-import type { Profile } from '../profile/schema.js';
+import { commitmentEnabled, dicomDestinations, type Profile } from '../profile/schema.js';
 import type { CommitmentQueue } from '../spool/types.js';
 
 export interface CommitmentServiceEvents {
@@ -43,7 +43,7 @@ export class CommitmentService extends EventEmitter<CommitmentServiceEvents> {
     this.tracker.on('objectCommitted', (event) => this.emit('objectCommitted', event));
     this.tracker.on('commitmentFailed', (event) => this.emit('commitmentFailed', event));
 
-    for (const destination of profile.destinations) {
+    for (const destination of dicomDestinations(profile)) {
       if (destination.storageCommitment?.enabled !== true) continue;
       const requester = new CommitmentRequester({
         destination,
@@ -65,7 +65,7 @@ export class CommitmentService extends EventEmitter<CommitmentServiceEvents> {
 
   /** True when the profile enables commitment for a destination or configures the listener. */
   static isConfigured(profile: Profile): boolean {
-    return profile.commitmentListener !== undefined || profile.destinations.some((destination) => destination.storageCommitment?.enabled === true);
+    return profile.commitmentListener !== undefined || profile.destinations.some(commitmentEnabled);
   }
 
   /**

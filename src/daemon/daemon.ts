@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { createUidGenerator } from '../dicom/uid.js';
-import { errorMessage } from '../errors.js';
+import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import { KeyboardPedal } from '../footswitch/keyboard-pedal.js';
 import { SerialFootswitch } from '../footswitch/serial-footswitch.js';
 import type { Logger } from '../log.js';
 import { Sender } from '../pacs/sender.js';
-import type { Profile, PedalAction } from '../profile/schema.js';
+import { commitmentEnabled, type AnyDestinationConfig, type Profile, type PedalAction } from '../profile/schema.js';
 import { Spool } from '../spool/spool.js';
 import { AppState } from '../state/app-state.js';
 import { CommandRegistry } from '../telemetry/commands.js';
@@ -104,7 +104,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
 
     this.spool = new Spool({
       directory: profile.spool.directory,
-      destinations: profile.destinations.map((d) => ({ name: d.name, commitment: d.storageCommitment?.enabled ?? false })),
+      destinations: profile.destinations.map((d) => ({ name: d.name, commitment: commitmentEnabled(d) })),
       retentionHours: profile.spool.retentionHours,
       maxBytes: profile.spool.maxBytes,
       minFreeBytes: profile.spool.minFreeBytes,
@@ -357,12 +357,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     const spool = this.spool;
     if (!spool) return;
     for (const destination of this.profile.destinations) {
-      const sender = new Sender({
-        destination,
-        callingAeTitle: destination.callingAeTitle ?? this.profile.station.aeTitle,
-        queue: spool,
-        log: this.log,
-      });
+      const sender = this.createSender(destination, spool);
       sender.on('objectStored', ({ id, destination: name }) => {
         this.commitment?.objectStored(name);
         this.telemetry?.publishEvent({ type: 'object-stored', objectId: id, destination: name });
@@ -388,6 +383,13 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       sender.start();
       this.senders.push(sender);
     }
+  }
+
+  private createSender(destination: AnyDestinationConfig, spool: Spool): Sender {
+    if (destination.kind === 'dicom') {
+      return new Sender({ destination, callingAeTitle: destination.callingAeTitle ?? this.profile.station.aeTitle, queue: spool, log: this.log });
+    }
+    throw new EndocapError(ErrorCodes.PROFILE_INVALID, `destination "${destination.name}": kind ${destination.kind} is not supported by this build`);
   }
 
   /** Starts Storage Commitment after the senders, because it requests commitment for the objects they store. */

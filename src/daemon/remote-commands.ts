@@ -4,7 +4,7 @@ import { EndocapError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../log.js';
 import { echo } from '../pacs/store-scu.js';
 import { loadProfile, ProfileError } from '../profile/load-profile.js';
-import type { Profile } from '../profile/schema.js';
+import { dicomDestinations, type Profile } from '../profile/schema.js';
 import { retryObjects } from '../spool/queue-operations.js';
 import type { Spool } from '../spool/spool.js';
 import type { CommandRegistry } from '../telemetry/commands.js';
@@ -69,7 +69,7 @@ export function registerDaemonCommands(registry: CommandRegistry, deps: DaemonCo
     timeoutMs: 60_000,
     handler: async () => {
       const results = await Promise.all(
-        deps.profile.destinations.map(async (destination) => {
+        dicomDestinations(deps.profile).map(async (destination) => {
           const result = await echo({ destination, callingAeTitle: destination.callingAeTitle ?? deps.profile.station.aeTitle, log: deps.log });
           return { name: destination.name, ...result };
         }),

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Backoff, sleep } from '../backoff.js';
 import type { Logger } from '../log.js';
-import type { DestinationConfig } from '../profile/schema.js';
+import type { DestinationConfig, RetryConfig } from '../profile/schema.js';
 import type { SenderQueue, SpoolEntry } from '../spool/types.js';
 import { storeObjects, type LazyStoreObject, type StoreOutcome, type StoreResult } from './store-scu.js';
 
@@ -53,9 +53,26 @@ export interface SenderStatus {
   nextAttemptAt?: string;
 }
 
-export interface SenderOptions {
-  destination: DestinationConfig;
-  callingAeTitle: string;
+/** What a sender needs to know of any destination, whatever its protocol. */
+export interface SenderTarget {
+  name: string;
+  retry: RetryConfig;
+}
+
+/** How the sender asks a transfer to stop: `signal` aborts, `onResult` is called once per object as in storeObjects. */
+export interface TransferControl {
+  signal: AbortSignal;
+  onResult: (result: StoreResult) => void | Promise<void>;
+}
+
+/**
+ * Sends one batch of queued objects to a destination and resolves with one
+ * result per object. It never rejects: a failure becomes a transient or
+ * permanent result, with `associated: false` when the peer could not be reached.
+ */
+export type Transfer = (objects: LazyStoreObject[], control: TransferControl) => Promise<StoreResult[]>;
+
+interface CommonSenderOptions {
   queue: SenderQueue;
   log: Logger;
   /** Objects sent per association. */
@@ -63,6 +80,22 @@ export interface SenderOptions {
   /** How long stop() lets an association in progress finish before aborting it, in milliseconds. */
   stopGraceMs?: number;
 }
+
+/** A DICOM destination: objects go by C-STORE on our own association code. */
+export interface DimseSenderOptions extends CommonSenderOptions {
+  destination: DestinationConfig;
+  callingAeTitle: string;
+}
+
+/** Any other protocol: the caller gives the transfer and what to log about the peer. */
+export interface TransferSenderOptions extends CommonSenderOptions {
+  destination: SenderTarget;
+  transfer: Transfer;
+  /** Safe-to-log description of the peer (host, port, URL without credentials). */
+  endpoint: Record<string, unknown>;
+}
+
+export type SenderOptions = DimseSenderOptions | TransferSenderOptions;
 
 const defaultBatchSize = 20;
 
@@ -77,12 +110,11 @@ const defaultStopGraceMs = 2_000;
  * failures set the object aside.
  */
 export class Sender extends EventEmitter<SenderEvents> {
-  private readonly destination: DestinationConfig;
-  private readonly callingAeTitle: string;
+  private readonly destination: SenderTarget;
+  private readonly transfer: Transfer;
+  private readonly endpoint: Record<string, unknown>;
   private readonly queue: SenderQueue;
   private readonly log: Logger;
-  /** The caller's logger, for storeObjects, which adds its own component field. */
-  private readonly parentLog: Logger;
   private readonly batchSize: number;
   private readonly stopGraceMs: number;
   private readonly backoff: Backoff;
@@ -104,9 +136,15 @@ export class Sender extends EventEmitter<SenderEvents> {
   constructor(options: SenderOptions) {
     super();
     this.destination = options.destination;
-    this.callingAeTitle = options.callingAeTitle;
+    if ('transfer' in options) {
+      this.transfer = options.transfer;
+      this.endpoint = options.endpoint;
+    } else {
+      this.transfer = dimseTransfer(options.destination, options.callingAeTitle, options.log);
+      const { host, port, calledAeTitle } = options.destination;
+      this.endpoint = { host, port, calledAeTitle };
+    }
     this.queue = options.queue;
-    this.parentLog = options.log;
     this.log = options.log.child({ component: 'sender', destination: options.destination.name });
     this.batchSize = Math.max(1, options.batchSize ?? defaultBatchSize);
     this.stopGraceMs = options.stopGraceMs ?? defaultStopGraceMs;
@@ -118,7 +156,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     if (this.loop) return;
     this.stopping = false;
     this.abortController = new AbortController();
-    this.log.info({ host: this.destination.host, port: this.destination.port, calledAeTitle: this.destination.calledAeTitle }, 'sender started');
+    this.log.info(this.endpoint, 'sender started');
     this.loop = this.run().catch((error: unknown) => {
       this.log.error({ err: error }, 'sender loop ended unexpectedly');
     });
@@ -228,11 +266,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     // again an object that the PACS stored but the spool had not recorded at a
     // crash, so the limit bounds those duplicates.
     const records: Array<Promise<void>> = [];
-    const results = await storeObjects({
-      destination: this.destination,
-      callingAeTitle: this.callingAeTitle,
-      objects,
-      log: this.parentLog,
+    const results = await this.transfer(objects, {
       signal: this.abortController.signal,
       onResult: (result) => {
         const persisted = this.persist(result);
@@ -319,4 +353,9 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.nextAttemptAt = Date.now() + delayMs;
     this.log.info({ delayMs, consecutiveFailures: this.backoff.failures }, 'retry scheduled');
   }
+}
+
+/** The C-STORE transfer: one association per batch, to a DICOM destination. */
+export function dimseTransfer(destination: DestinationConfig, callingAeTitle: string, log: Logger): Transfer {
+  return (objects, control) => storeObjects({ destination, callingAeTitle, objects, log, signal: control.signal, onResult: control.onResult });
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { EndocapError, ErrorCodes } from '../errors.js';
+import { migrateProfileDocument, type MigrationNote } from './migrate.js';
 import { profileSchema, type Profile } from './schema.js';
 
 /** Exit code for a bad configuration (EX_CONFIG from sysexits.h); the unit's RestartPreventExitStatus keeps systemd from restarting on it. */
@@ -48,19 +49,25 @@ export async function loadProfile(file: string): Promise<Profile> {
 
 /** Parses and validates profile text; `file` is used in messages and to resolve relative folders. */
 export function parseProfile(text: string, file: string): Profile {
-  let document: unknown;
+  return parseProfileWithNotes(text, file).profile;
+}
+
+/** As parseProfile, and says what was migrated from an older format version. */
+export function parseProfileWithNotes(text: string, file: string): { profile: Profile; notes: MigrationNote[] } {
+  let parsed: unknown;
   try {
-    document = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+    parsed = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (error) {
     const firstLine = error instanceof YAMLParseError ? (error.message.split('\n')[0] ?? error.message) : String(error);
     const message = firstLine.replace(/:\s*$/, '');
     throw new ProfileError(file, [{ path: '', message: `not valid YAML or JSON: ${message}` }]);
   }
+  const { document, notes } = migrateProfileDocument(parsed);
   const result = profileSchema.safeParse(document);
   if (!result.success) {
     throw new ProfileError(file, result.error.issues.map((issue) => describeIssue(issue, document)));
   }
-  return resolveFolders(result.data, path.dirname(path.resolve(file)));
+  return { profile: resolveFolders(result.data, path.dirname(path.resolve(file))), notes };
 }
 
 /** Relative spool and state folders are taken relative to the profile's own folder. */

@@ -22,6 +22,9 @@ export const uidRoot = z
   .max(40, 'UID root of at most 40 characters, so that generated UIDs fit in 64')
   .regex(/^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$/, 'UID root of numeric components without leading zeros, such as 1.2.826.0.1.3680043.10.999');
 
+/** The format version this code writes and validates; older ones are migrated by migrate.ts. */
+export const CURRENT_FORMAT_VERSION = 2;
+
 const durationMs = z.number().int().nonnegative();
 const positiveMs = z.number().int().positive();
 
@@ -163,8 +166,22 @@ export const destinationTlsSchema = z
   .refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), { message: 'certFile and keyFile given together', path: ['keyFile'] })
   .describe('DICOM over TLS (PS3.15 B.1), TLS 1.2 or later.');
 
+const destinationName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'name of lower-case letters, digits, dash or underscore')
+  .describe('Internal name used in logs, telemetry and the spool.');
+
+const maxObjectBytes = z
+  .number()
+  .int()
+  .min(64 * 1024)
+  .optional()
+  .describe('Largest object this destination accepts, in bytes; longer clips are split into consecutive clips below it.');
+
+/** A DICOM (DIMSE) destination: C-STORE over TCP or TLS. */
 export const destinationSchema = z.strictObject({
-  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'name of lower-case letters, digits, dash or underscore').describe('Internal name used in logs, telemetry and the spool.'),
+  kind: z.literal('dicom').describe('DICOM network destination: C-STORE, and Storage Commitment when enabled.'),
+  name: destinationName,
   host: z.string().min(1),
   port: z.number().int().min(1).max(65535),
   calledAeTitle: aeTitle,
@@ -173,15 +190,52 @@ export const destinationSchema = z.strictObject({
   associationTimeoutMs: positiveMs.default(10_000),
   requestTimeoutMs: positiveMs.default(30_000),
   retry: retrySchema.default(retryDefaults),
-  maxObjectBytes: z
-    .number()
-    .int()
-    .min(64 * 1024)
-    .optional()
-    .describe('Largest object this destination accepts, in bytes; longer clips are split into consecutive clips below it.'),
+  maxObjectBytes,
   tls: destinationTlsSchema.optional().describe('Absent means plain TCP.'),
   storageCommitment: storageCommitmentSchema.optional().describe('Absent means disabled: stored objects count as delivered.'),
 });
+
+export const stowRsAuthSchema = z
+  .discriminatedUnion('kind', [
+    z.strictObject({
+      kind: z.literal('bearer'),
+      tokenFile: z.string().min(1).describe('File holding the bearer token (surrounding white space is ignored), readable by the daemon only. Never logged.'),
+    }),
+    z.strictObject({
+      kind: z.literal('basic'),
+      credentialsFile: z.string().min(1).describe('YAML file with "username" and "password", readable by the daemon only. Never logged.'),
+    }),
+  ])
+  .describe('HTTP authentication; the secret is read from a file when the sender starts and again after a 401 or 403.');
+
+export const stowRsTlsSchema = z
+  .strictObject({
+    caFile: z.string().min(1).optional().describe('PEM file of the CA certificates that sign the server certificate; Node\'s built-in list when absent.'),
+    certFile: z.string().min(1).optional().describe('PEM file of this box\'s client certificate, for a server that requires one.'),
+    keyFile: z.string().min(1).optional().describe('PEM file of the private key of certFile, unencrypted.'),
+    rejectUnauthorized: z.boolean().default(true).describe('Verify the server certificate. Turn off only in tests.'),
+  })
+  .refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), { message: 'certFile and keyFile given together', path: ['keyFile'] })
+  .describe('TLS settings for an https:// URL.');
+
+/** A DICOMweb destination: STOW-RS (PS3.18 10.5) over HTTP or HTTPS. */
+export const stowRsDestinationSchema = z.strictObject({
+  kind: z.literal('stow-rs').describe('DICOMweb destination: objects are posted with STOW-RS.'),
+  name: destinationName,
+  url: z
+    .string()
+    .regex(/^https?:\/\/[^\s/@]+(\/[^\s]*)?$/, 'http:// or https:// URL without credentials, such as https://pacs.example.org/dicom-web')
+    .describe('Base URL of the DICOMweb service; objects are posted to <url>/studies.'),
+  auth: stowRsAuthSchema.optional().describe('Absent means no authentication.'),
+  tls: stowRsTlsSchema.optional(),
+  connectTimeoutMs: positiveMs.default(5_000),
+  requestTimeoutMs: positiveMs.default(60_000).describe('Longest time without progress while a request is sent or its response read.'),
+  retry: retrySchema.default(retryDefaults),
+  maxObjectBytes,
+  objectsPerRequest: z.number().int().min(1).max(100).default(10).describe('Objects posted in one multipart request; clips always go alone.'),
+});
+
+export const anyDestinationSchema = z.discriminatedUnion('kind', [destinationSchema, stowRsDestinationSchema]);
 
 /** One MQTT topic level without wildcards or separators, as Sparkplug B requires of its ids. */
 const topicLevel = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'id of letters, digits, dot, dash or underscore');
@@ -356,13 +410,13 @@ export const examSchema = z.strictObject({
 });
 
 export const profileSchema = z.strictObject({
-  formatVersion: z.literal(1).describe('Profile format version.'),
+  formatVersion: z.literal(CURRENT_FORMAT_VERSION).describe('Profile format version; older versions are migrated when the profile is loaded.'),
   description: z.string().default(''),
   station: stationSchema,
   video: videoSchema,
   footswitch: footswitchSchema,
   destinations: z
-    .array(destinationSchema)
+    .array(anyDestinationSchema)
     .default([])
     .superRefine((destinations, context) => {
       const seen = new Set<string>();
@@ -388,7 +442,7 @@ export const profileSchema = z.strictObject({
 }).superRefine((profile, context) => {
   // A PACS sends most commitment results on a new association, so a destination
   // that asks for commitment needs somewhere to receive them.
-  const asking = profile.destinations.find((destination) => destination.storageCommitment?.enabled === true);
+  const asking = profile.destinations.find((destination) => destination.kind === 'dicom' && destination.storageCommitment?.enabled === true);
   if (asking && !profile.commitmentListener) {
     context.addIssue({
       code: 'custom',
@@ -410,7 +464,10 @@ export type FootswitchConfig = Profile['footswitch'];
 export type SerialFootswitchConfig = Extract<FootswitchConfig, { kind: 'serial' }>;
 export type FootswitchProtocol = SerialFootswitchConfig['protocol'];
 export type PedalAction = z.infer<typeof pedalAction>;
-export type DestinationConfig = Profile['destinations'][number];
+/** A DICOM (DIMSE) destination. */
+export type DestinationConfig = z.infer<typeof destinationSchema>;
+export type StowRsDestinationConfig = z.infer<typeof stowRsDestinationSchema>;
+export type AnyDestinationConfig = Profile['destinations'][number];
 export type MqttConfig = NonNullable<Profile['mqtt']>;
 export type RetryConfig = z.infer<typeof retrySchema>;
 export type StorageCommitmentConfig = z.infer<typeof storageCommitmentSchema>;
@@ -419,3 +476,13 @@ export type WorklistConfig = NonNullable<Profile['worklist']>;
 export type MppsConfig = NonNullable<Profile['mpps']>;
 export type ExamConfig = Profile['exam'];
 export type BarcodeConfig = NonNullable<ExamConfig['barcode']>;
+
+/** The profile's DICOM (DIMSE) destinations, the ones that C-ECHO, Storage Commitment and the commitment listener concern. */
+export function dicomDestinations(profile: Pick<Profile, 'destinations'>): DestinationConfig[] {
+  return profile.destinations.filter((destination): destination is DestinationConfig => destination.kind === 'dicom');
+}
+
+/** True when objects sent to this destination count as delivered only once the PACS has committed them. */
+export function commitmentEnabled(destination: AnyDestinationConfig): boolean {
+  return destination.kind === 'dicom' && destination.storageCommitment?.enabled === true;
+}

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { stringify } from 'yaml';
 import { parseProfile, ProfileError } from '../../src/profile/load-profile.js';
+import { dicomDestinations } from '../../src/profile/schema.js';
 
 function profileText(extra: { storageCommitment?: unknown; commitmentListener?: unknown }): string {
   const profile: Record<string, unknown> = {
@@ -30,7 +31,7 @@ const listener = { host: '192.0.2.20', port: 11113, allowedPeers: [{ aeTitle: 'P
 
 t.test('commitment profile fills defaults', async (t) => {
   const profile = parseProfile(profileText({ storageCommitment: { enabled: true }, commitmentListener: listener }), 'box.yaml');
-  t.same(profile.destinations[0]?.storageCommitment, {
+  t.same(dicomDestinations(profile)[0]?.storageCommitment, {
     enabled: true,
     batchSize: 50,
     requestDelayMs: 5_000,

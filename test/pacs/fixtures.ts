@@ -81,6 +81,7 @@ export function memoryLogger(level: 'debug' | 'info' = 'debug'): { log: Logger; 
 
 export function destinationFor(port: number, overrides: Partial<DestinationConfig> = {}): DestinationConfig {
   return {
+    kind: 'dicom',
     name: 'test-pacs',
     host: '127.0.0.1',
     port,
