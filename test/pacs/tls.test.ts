@@ -143,7 +143,7 @@ t.test('tls verification off accepts any certificate', async (t) => {
 });
 
 t.test('tls profile settings', async (t) => {
-  const base = { name: 'pacs', host: 'pacs.example', port: 2762, calledAeTitle: 'PACS' };
+  const base = { kind: 'dicom', name: 'pacs', host: 'pacs.example', port: 2762, calledAeTitle: 'PACS' };
   const parsed = destinationSchema.parse({ ...base, tls: { caFile: '/etc/endocap/ca.pem' } });
   t.same(parsed.tls, { enabled: true, caFile: '/etc/endocap/ca.pem', rejectUnauthorized: true }, 'on, and verifying, by default');
   t.equal(destinationSchema.parse(base).tls, undefined, 'plain TCP without a tls section');
