@@ -8,11 +8,18 @@
 //     --batch objects per association (the Sender's default is 20), each file
 //     read from disk inside the timed part, as storescu reads them;
 //  4. the daemon's path: a Sender forwarding the same objects from a durable
-//     Spool, which records every delivery on disk;
-//  5. prints seconds, MB/s and the ratio to storescu for each run.
+//     Spool, which records every delivery on disk, once with the profile's
+//     default retention (24 h: delivered objects stay) and once with
+//     retention 0 (each delivered object is deleted);
+//  5. prints, for each run, the time relative to storescu's in the same round
+//     (best and median over the rounds), and the best and median seconds.
 // Every run goes to a fresh output folder of one `storescp +xa +B`, and
 // the files it wrote are counted and their data sets compared with the source.
-// Usage: npx tsc -p . && node bench/forwarding.mjs [--count 300] [--batch 20] [--rounds 3] [--keep]
+// The runs of a round go in turn in forward and reverse order.
+// Usage: npx tsc -p . && node bench/forwarding.mjs [--count 300] [--batch 20] [--rounds 7] [--keep]
+// --batch sets the objects per association of both storeObjects in batches and the Sender.
+// The daemon's thread pool size, set before anything uses the pool.
+import '../dist/cli/threadpool.js';
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -28,7 +35,7 @@ const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '300' },
     batch: { type: 'string', default: '20' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '7' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -128,13 +135,24 @@ async function checkReceived(directory, sources, exact) {
   }
 }
 
+/** Starts timing: wall time in seconds and the CPU time of this process in seconds (user + system). */
+function startTimer() {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  return () => {
+    const used = process.cpuUsage(cpu);
+    return { seconds: (performance.now() - started) / 1000, cpuSeconds: (used.user + used.system) / 1e6 };
+  };
+}
+
 async function timeStorescu(port, objectDirectory) {
   const started = performance.now();
   await run('storescu', ['-xy', '-aec', 'STORESCP', '-aet', 'BENCH', '+sd', '127.0.0.1', String(port), objectDirectory], {
     env: { ...process.env, TCP_NODELAY: '1' },
     maxBuffer: 64 * 1024 * 1024,
   });
-  return (performance.now() - started) / 1000;
+  // storescu's CPU time is in another process and is not counted.
+  return { seconds: (performance.now() - started) / 1000 };
 }
 
 const destinationBase = {
@@ -158,32 +176,33 @@ function metadataFor(index) {
 async function timeStoreObjects(port, paths, perAssociation) {
   const log = createLogger('warn');
   const destination = { ...destinationBase, port };
-  const started = performance.now();
+  const stop = startTimer();
   for (let first = 0; first < paths.length; first += perAssociation) {
     const objects = paths.slice(first, first + perAssociation).map((file, offset) => ({ ...metadataFor(first + offset + 1), read: () => readFile(file) }));
     const results = await storeObjects({ destination, callingAeTitle: 'BENCH', objects, log });
     const failed = results.filter((result) => result.outcome !== 'stored');
     if (failed.length > 0) throw new Error(`${failed.length} objects not stored: ${failed[0].reason}`);
   }
-  return (performance.now() - started) / 1000;
+  return stop();
 }
 
 /**
  * Times the daemon's path: a Sender with its default batch size forwards the
  * objects from a durable Spool. The timing includes the spool's durable record
- * of each delivery; filling the spool is not timed.
+ * of each delivery, and with retention 0 the deletion of each delivered
+ * object; filling the spool is not timed.
  */
-async function timeSender(port, paths, work) {
+async function timeSender(port, paths, work, retentionHours) {
   const log = createLogger('warn');
   const destination = { ...destinationBase, port };
   const directory = await mkdtemp(path.join(work, 'spool-'));
-  const spool = new Spool({ directory, destinations: [{ name: destination.name, commitment: false }], log });
+  const spool = new Spool({ directory, destinations: [{ name: destination.name, commitment: false }], log, retentionHours });
   await spool.open();
   for (const [offset, file] of paths.entries()) {
     const { sopClassUid, sopInstanceUid, transferSyntaxUid } = metadataFor(offset + 1);
     await spool.add(await readFile(file), { sopClassUid, sopInstanceUid, transferSyntaxUid });
   }
-  const sender = new Sender({ destination, callingAeTitle: 'BENCH', queue: spool, log });
+  const sender = new Sender({ destination, callingAeTitle: 'BENCH', queue: spool, log, batchSize });
   let stored = 0;
   let failure;
   const done = new Promise((resolve) => {
@@ -196,17 +215,26 @@ async function timeSender(port, paths, work) {
       resolve();
     });
   });
-  const started = performance.now();
+  const stop = startTimer();
   sender.start();
   sender.wake();
   await done;
-  const seconds = (performance.now() - started) / 1000;
+  const timing = stop();
   await sender.stop();
   await spool.close();
   await rm(directory, { recursive: true, force: true });
   if (failure) throw new Error(`Sender failed: ${failure}`);
-  return seconds;
+  return timing;
 }
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+const round3 = (value) => Number(value.toFixed(3));
+const round2 = (value) => Number(value.toFixed(2));
 
 const work = await mkdtemp(path.join(os.tmpdir(), 'endocap-forwarding-'));
 const receivedDirectory = path.join(work, 'received');
@@ -228,26 +256,47 @@ try {
     { name: 'storescu, 1 association', exact: false, time: () => timeStorescu(port, path.join(work, 'objects')) },
     { name: 'endocap storeObjects, 1 association', exact: true, time: () => timeStoreObjects(port, paths, paths.length) },
     { name: `endocap storeObjects, ${batchSize} per association`, exact: true, time: () => timeStoreObjects(port, paths, batchSize) },
-    { name: 'endocap Sender + Spool, 20 per association', exact: true, time: () => timeSender(port, paths, work) },
+    { name: `endocap Sender + Spool, ${batchSize} per association, retention 24 h`, exact: true, time: () => timeSender(port, paths, work, 24) },
+    { name: `endocap Sender + Spool, ${batchSize} per association, retention 0`, exact: true, time: () => timeSender(port, paths, work, 0) },
   ];
-  const best = new Map();
+  const reference = runs[0];
+  const samples = new Map(runs.map((entry) => [entry.name, { seconds: [], cpuSeconds: [], ratios: [] }]));
+  const loads = [];
   for (let round = 1; round <= rounds; round += 1) {
-    for (const entry of runs) {
+    // Alternating the order spreads the effect of the machine's load over all runs.
+    const order = round % 2 === 1 ? runs : [...runs].reverse();
+    const seconds = new Map();
+    for (const entry of order) {
       await rm(receivedDirectory, { recursive: true, force: true });
       await mkdir(receivedDirectory);
-      const seconds = await entry.time();
+      const timing = await entry.time();
       await checkReceived(receivedDirectory, paths, entry.exact);
-      say(`round ${round}: ${entry.name}: ${seconds.toFixed(3)} s`);
-      best.set(entry.name, Math.min(best.get(entry.name) ?? Infinity, seconds));
+      seconds.set(entry.name, timing.seconds);
+      const sample = samples.get(entry.name);
+      sample.seconds.push(timing.seconds);
+      if (timing.cpuSeconds !== undefined) sample.cpuSeconds.push(timing.cpuSeconds);
     }
+    for (const entry of runs) samples.get(entry.name).ratios.push(seconds.get(entry.name) / seconds.get(reference.name));
+    loads.push(os.loadavg()[0]);
+    const line = runs.map((entry) => `${entry.name} ${seconds.get(entry.name).toFixed(3)} s (${(seconds.get(entry.name) / seconds.get(reference.name)).toFixed(2)})`);
+    say(`round ${round}, load ${os.loadavg()[0].toFixed(1)}: ${line.join('; ')}`);
   }
 
-  const reference = best.get(runs[0].name);
   const rows = runs.map((entry) => {
-    const seconds = best.get(entry.name);
-    return { run: entry.name, seconds: Number(seconds.toFixed(3)), 'MB/s': Number((megabytes / seconds).toFixed(1)), 'ratio to storescu': Number((seconds / reference).toFixed(2)) };
+    const sample = samples.get(entry.name);
+    return {
+      run: entry.name,
+      'best s': round3(Math.min(...sample.seconds)),
+      'median s': round3(median(sample.seconds)),
+      'MB/s (best)': Number((megabytes / Math.min(...sample.seconds)).toFixed(1)),
+      'ratio best': round2(Math.min(...sample.ratios)),
+      'ratio median': round2(median(sample.ratios)),
+      'CPU s (median)': sample.cpuSeconds.length > 0 ? round3(median(sample.cpuSeconds)) : '-',
+    };
   });
-  console.log(`objects: ${count}, total ${megabytes.toFixed(1)} MB; best of ${rounds} rounds; node ${process.version}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'})`);
+  console.log(`objects: ${count}, total ${megabytes.toFixed(1)} MB; ${rounds} rounds; node ${process.version}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'})`);
+  console.log(`1-minute load average during the rounds: ${Math.min(...loads).toFixed(1)} to ${Math.max(...loads).toFixed(1)}`);
+  console.log('ratio: time of the run divided by the time of storescu in the same round');
   console.table(rows);
 } finally {
   storescp?.kill('SIGTERM');

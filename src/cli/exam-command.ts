@@ -19,14 +19,14 @@ const HELP = `Usage: endocap exam start (--accession NUMBER | --patient-id ID) [
 Selects the procedure of the exam on this box and ends it, through the
 running daemon's control socket (<stateDirectory>/control.sock).
 
-  start          Opens the exam of the one worklist procedure with this
-                 accession number (or patient ID); the following stills and
-                 clips go into its study. An exam open with another procedure
+  start          Opens the exam of the one worklist procedure or HL7 order
+                 with this accession number (or patient ID); the following
+                 stills and clips go into its study. An exam open with another procedure
                  is ended first.
   end            Ends the open exam. Its MPPS is COMPLETED when objects were
                  captured, DISCONTINUED when none were or with --discontinue.
-  status         Shows the open exam, the worklist cache, MPPS and barcode
-                 reader. No patient data is shown.
+  status         Shows the open exam, the worklist cache, MPPS, barcode
+                 reader and HL7 listener. No patient data is shown.
 
 Options:
   --accession NUMBER   Accession number of the procedure.
@@ -151,6 +151,10 @@ function describeStatus(status: ControlResults['exam-status']): string {
     lines.push(`worklist: ${worklist.entries} entries, ${age}${worklist.lastError === undefined ? '' : `; last error: ${worklist.lastError}`}`);
   }
   if (status.mpps) lines.push(`mpps: ${status.mpps.queued} waiting, ${status.mpps.setAside} set aside${status.mpps.lastError === undefined ? '' : `; last error: ${status.mpps.lastError}`}`);
+  if (status.hl7) {
+    const hl7 = status.hl7;
+    lines.push(`hl7: ${hl7.listening ? `listening on port ${hl7.port}` : 'not listening'}, ${hl7.openOrders} open orders, ${hl7.messagesAccepted} messages accepted, ${hl7.messagesRejected} rejected`);
+  }
   if (status.barcode) lines.push(`barcode reader: ${status.barcode.connected ? 'connected' : 'not connected'}, ${status.barcode.codes} codes, ${status.barcode.rejected} ignored as noise`);
   return lines.join('\n');
 }

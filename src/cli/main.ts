@@ -11,13 +11,18 @@ Commands:
                               video, keyboard pedal (space = still), an in-process
                               DICOM receiver and MQTT broker on 127.0.0.1.
   profile check FILE          Validate a profile; lists every problem, exit 78 if any.
+  profile migrate FILE [--write]
+                              Rewrite a profile in the current format version.
   profile schema              Print the profile's JSON Schema.
+  profile docs [--write FILE] Print the field reference of profiles.
   queue list|retry|export|import
                               List, retry, export or import spooled objects.
   exam start|end|status       Select the procedure of the exam, end it, show it.
   worklist refresh|list       Query the worklist now, list its procedures.
   status [--json]             Show the running daemon's status.
   echo                        C-ECHO every destination and the worklist server.
+  conformance [--format markdown|json]
+                              Print the DICOM Conformance Statement of the profile.
   video test [--seconds N] [--snapshot FILE]
                               Open the video source, report format and frame rate.
   footswitch test [--seconds N]
@@ -48,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./status-command.js')).runStatusCommand(rest);
     case 'echo':
       return (await import('./echo-command.js')).runEchoCommand(rest);
+    case 'conformance':
+      return (await import('./conformance-command.js')).runConformanceCommand(rest);
     case 'video':
       return (await import('./video-command.js')).runVideoCommand(rest);
     case 'footswitch':

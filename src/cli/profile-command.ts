@@ -1,48 +1,135 @@
+import { chmod, chown, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
-import { EXIT_CONFIG, loadProfile, ProfileError } from '../profile/load-profile.js';
-import { profileSchema } from '../profile/schema.js';
+import { profileJsonSchema } from '../profile/json-schema.js';
+import { EXIT_CONFIG, loadProfileWithNotes, ProfileError } from '../profile/load-profile.js';
+import { formatMigrationNote, type MigrationNote } from '../profile/migrate.js';
+import { migrateProfileText } from '../profile/migrate-text.js';
+import { DOCS_BEGIN, DOCS_END, renderProfileReference, replaceReference } from '../profile/profile-docs.js';
+
+export { profileJsonSchema };
 
 const HELP = `Usage: endocap profile check FILE
+       endocap profile migrate FILE [--write]
        endocap profile schema
+       endocap profile docs [--write FILE]
 
-check   Validates FILE and prints every problem as "FILE: path: message".
-        Exit 0 when valid, 78 when not.
-schema  Prints the JSON Schema of profiles (hw-profiles/profile.schema.json).`;
+check    Validates FILE and the base profiles it extends, and prints every
+         problem as "FILE: path: message". A valid profile in an older format
+         version is migrated in memory: each change is printed after "valid".
+         Exit 0 when valid, 78 when not.
+migrate  Prints FILE rewritten in the current format version, comments kept;
+         with --write, replaces FILE instead. Base files named by extends are
+         not changed: migrate each one on its own. Exit 78 when FILE cannot
+         be parsed or has an unknown format version.
+schema   Prints the JSON Schema of profiles (hw-profiles/profile.schema.json).
+docs     Prints the field reference of profiles in Markdown; with --write,
+         replaces the reference between the markers in FILE (docs/profiles.md).`;
 
 export async function runProfileCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: { help: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { help: { type: 'boolean' }, write: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
   const [subcommand, file] = positionals;
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
-  if (subcommand === 'schema') {
-    process.stdout.write(`${JSON.stringify(profileJsonSchema(), null, 2)}\n`);
-    return 0;
-  }
-  if (subcommand === 'check' && file) {
-    try {
-      await loadProfile(file);
-    } catch (error) {
-      if (error instanceof ProfileError) {
-        process.stderr.write(`${error.message}\n`);
-        return EXIT_CONFIG;
-      }
-      throw error;
+  try {
+    if (subcommand === 'schema') {
+      process.stdout.write(`${JSON.stringify(profileJsonSchema(), null, 2)}\n`);
+      return 0;
     }
-    process.stdout.write(`${file}: valid\n`);
-    return 0;
+    if (subcommand === 'check' && file) return await checkProfile(file);
+    if (subcommand === 'migrate' && file) return await migrateProfile(file, values.write === true);
+    if (subcommand === 'docs') return await writeReference(values.write === true ? file : undefined, values.write === true);
+  } catch (error) {
+    if (error instanceof ProfileError) {
+      process.stderr.write(`${error.message}\n`);
+      return EXIT_CONFIG;
+    }
+    throw error;
   }
-  process.stderr.write(`endocap profile: expected "check FILE" or "schema"\n\n${HELP}\n`);
+  process.stderr.write(`endocap profile: expected "check FILE", "migrate FILE", "schema" or "docs"\n\n${HELP}\n`);
   return 64;
 }
 
-/** JSON Schema of profiles as an editor sees them: defaults make fields optional. */
-export function profileJsonSchema(): Record<string, unknown> {
-  return {
-    $id: 'https://endocap.invalid/hw-profile.schema.json',
-    title: 'endocap hardware profile',
-    ...z.toJSONSchema(profileSchema, { io: 'input', target: 'draft-2020-12' }),
-  };
+async function checkProfile(file: string): Promise<number> {
+  const { notes } = await loadProfileWithNotes(file);
+  process.stdout.write(`${file}: valid\n`);
+  for (const note of notes) process.stdout.write(`${describeNote(note)}\n`);
+  return 0;
+}
+
+/** One migration note as printed by check and migrate: `file: path: change (format version 1 to 2)`. */
+export function describeNote(note: MigrationNote): string {
+  return `${note.file}: ${formatMigrationNote(note)}`;
+}
+
+async function migrateProfile(file: string, write: boolean): Promise<number> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot be read (${(error as Error).message})`;
+    throw new ProfileError(file, [{ path: '', message: `${reason}; pass the path of an existing profile` }]);
+  }
+  const migrated = migrateProfileText(text, file);
+  for (const note of migrated.notes) process.stderr.write(`${describeNote(note)}\n`);
+  if (!write) {
+    process.stdout.write(migrated.text);
+    return 0;
+  }
+  if (migrated.notes.length === 0) {
+    process.stderr.write(`${file}: already in the current format version, not changed\n`);
+    return 0;
+  }
+  await replaceFile(file, migrated.text);
+  process.stderr.write(`${file}: updated\n`);
+  return 0;
+}
+
+/**
+ * Writes the new text beside the file and renames it over the file, so an
+ * interrupted write leaves the old file whole. The new file gets the old
+ * one's mode, owner and group (a profile is typically 0640 root:endocap).
+ * When the owner cannot be kept (not running as root), the file is
+ * rewritten in place instead.
+ */
+async function replaceFile(file: string, text: string): Promise<void> {
+  const target = await realpath(file);
+  const before = await stat(target);
+  const temporary = `${target}.migrating`;
+  await writeFile(temporary, text);
+  try {
+    await chmod(temporary, before.mode & 0o7777);
+    await chown(temporary, before.uid, before.gid);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+    await writeFile(target, text);
+    return;
+  }
+  await rename(temporary, target);
+}
+
+async function writeReference(file: string | undefined, write: boolean): Promise<number> {
+  const reference = renderProfileReference();
+  if (!write) {
+    process.stdout.write(reference);
+    return 0;
+  }
+  if (!file) {
+    process.stderr.write(`endocap profile docs: --write needs a FILE, such as docs/profiles.md\n\n${HELP}\n`);
+    return 64;
+  }
+  const updated = replaceReference(await readFile(file, 'utf8'), reference);
+  if (updated === undefined) {
+    process.stderr.write(`endocap profile docs: ${file} lacks the lines\n${DOCS_BEGIN}\n${DOCS_END}\nbetween which the reference goes; add them\n`);
+    return 1;
+  }
+  await writeFile(file, updated);
+  return 0;
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../log.js';
-import { EXIT_CONFIG, loadProfile, ProfileError } from '../profile/load-profile.js';
+import { EXIT_CONFIG, loadProfileWithNotes, ProfileError, type LoadedProfile } from '../profile/load-profile.js';
 
 const HELP = `Usage: endocap run --profile FILE
 
@@ -23,9 +23,9 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
     return 64;
   }
 
-  let profile;
+  let loaded: LoadedProfile;
   try {
-    profile = await loadProfile(values.profile);
+    loaded = await loadProfileWithNotes(values.profile);
   } catch (error) {
     if (error instanceof ProfileError) {
       process.stderr.write(`${error.message}\n`);
@@ -36,8 +36,13 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
 
   // Loaded only now, so that a bad profile is reported without loading FFmpeg and serial bindings.
   const { Daemon } = await import('../daemon/daemon.js');
+  const profile = loaded.profile;
   const log = createLogger(profile.logLevel);
   installCrashHandlers(log);
+  // Once per process: a reloaded profile is not reported again.
+  for (const note of loaded.notes) {
+    log.warn({ profileFile: note.file, path: note.path, fromVersion: note.fromVersion, toVersion: note.toVersion, change: note.change }, 'profile migrated from an older format version');
+  }
   const signal = waitForSignal(log);
   // reload-profile hands over a new, valid profile: the daemon is stopped and started again with it.
   // NOTE: the log level stays the one of the first profile until the process restarts.

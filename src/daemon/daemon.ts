@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { createUidGenerator } from '../dicom/uid.js';
-import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
+import { StowRsClient } from '../dicomweb/stow-rs.js';
+import { errorMessage } from '../errors.js';
 import { KeyboardPedal } from '../footswitch/keyboard-pedal.js';
 import { SerialFootswitch } from '../footswitch/serial-footswitch.js';
 import type { Logger } from '../log.js';
@@ -389,7 +390,13 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     if (destination.kind === 'dicom') {
       return new Sender({ destination, callingAeTitle: destination.callingAeTitle ?? this.profile.station.aeTitle, queue: spool, log: this.log });
     }
-    throw new EndocapError(ErrorCodes.PROFILE_INVALID, `destination "${destination.name}": kind ${destination.kind} is not supported by this build`);
+    const client = new StowRsClient({ destination, log: this.log });
+    client.on('faultChanged', ({ destination: name, kind, active, reason }) => {
+      const alarm = kind === 'credentials' ? `destination-credentials.${name}` : `destination-config.${name}`;
+      this.telemetry?.alarms.set(alarm, active, 'critical', `${name}: ${reason ?? kind}`);
+      this.publishStatus();
+    });
+    return new Sender({ destination, transfer: client.transfer, endpoint: client.endpoint, queue: spool, log: this.log });
   }
 
   /** Starts Storage Commitment after the senders, because it requests commitment for the objects they store. */

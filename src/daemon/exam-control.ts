@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { EndocapError, ErrorCodes } from '../errors.js';
+import type { Hl7Status } from '../hl7/hl7-order-service.js';
 import type { BarcodeScannerStatus } from '../worklist/barcode-scanner.js';
 import type { MppsSenderStatus } from '../worklist/mpps-sender.js';
 import type { WorklistEntry } from '../worklist/worklist-entry.js';
@@ -15,7 +16,7 @@ import type { ExamWorkflow } from './exam-workflow.js';
  *   {"command":"exam-end","discontinue":false,"reason":"unspecified"}   both optional
  *     → EndResult: {"examId","outcome":"completed"|"discontinued","objects"}
  *   {"command":"exam-status"}
- *     → {"exam":ExamStatus,"worklist"?:WorklistStatus,"mpps"?:MppsSenderStatus,"barcode"?:BarcodeScannerStatus}
+ *     → {"exam":ExamStatus,"worklist"?:WorklistStatus,"mpps"?:MppsSenderStatus,"barcode"?:BarcodeScannerStatus,"hl7"?:Hl7Status}
  *   {"command":"worklist-refresh"}  → WorklistUpdated: counts and warning codes of the query
  *   {"command":"worklist-list"}     → {"fetchedAt"?,"entries":[WorklistEntry]}
  * Only worklist-list returns patient data: the socket is local to the box, mode 0660.
@@ -38,6 +39,8 @@ export interface ExamControlStatus {
   worklist?: WorklistStatus;
   mpps?: MppsSenderStatus;
   barcode?: BarcodeScannerStatus;
+  /** Listener counters and the number of open orders; no order content. */
+  hl7?: Hl7Status;
 }
 
 export interface ExamControlResults {
@@ -64,6 +67,7 @@ export async function runExamControl(workflow: ExamWorkflow | undefined, request
       if (workflow.worklist) status.worklist = workflow.worklist.status();
       if (workflow.mppsSender) status.mpps = workflow.mppsSender.status();
       if (workflow.scanner) status.barcode = workflow.scanner.status();
+      if (workflow.hl7) status.hl7 = workflow.hl7.status();
       return status;
     }
     case 'worklist-refresh': {

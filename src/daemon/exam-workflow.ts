@@ -4,6 +4,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Profile } from '../profile/schema.js';
 import type { AppState } from '../state/app-state.js';
+import { Hl7OrderService } from '../hl7/hl7-order-service.js';
 import type { CommandRegistry } from '../telemetry/commands.js';
 import { BarcodeScanner } from '../worklist/barcode-scanner.js';
 import { MppsQueue } from '../worklist/mpps-queue.js';
@@ -11,7 +12,7 @@ import { MppsSender } from '../worklist/mpps-sender.js';
 import { WorklistService } from '../worklist/worklist-service.js';
 import { unidentifiedCaptureContext, type CaptureContext } from './exam-capture.js';
 import { registerExamCommands } from './exam-commands.js';
-import { ExamManager } from './exam-manager.js';
+import { ExamManager, type WorklistLookup } from './exam-manager.js';
 import { ExamStore } from './exam-store.js';
 
 /** The part of telemetry the exam workflow reports to; the daemon's Telemetry has this shape. */
@@ -56,7 +57,9 @@ export class ExamWorkflow {
   readonly scanner: BarcodeScanner | undefined;
   readonly mppsQueue: MppsQueue | undefined;
   readonly mppsSender: MppsSender | undefined;
+  readonly hl7: Hl7OrderService | undefined;
   private manager: ExamManager | undefined;
+  private store: ExamStore | undefined;
   private readonly options: ExamWorkflowOptions;
   private readonly log: Logger;
   private readonly unidentified: CaptureContext;
@@ -75,6 +78,7 @@ export class ExamWorkflow {
     if (profile.worklist) {
       this.worklist = new WorklistService({ config: profile.worklist, stationAeTitle: profile.station.aeTitle, stateDirectory: profile.stateDirectory, log: options.log });
     }
+    if (profile.hl7) this.hl7 = new Hl7OrderService({ config: profile.hl7, stateDirectory: profile.stateDirectory, log: options.log });
     if (profile.exam.barcode) this.scanner = new BarcodeScanner({ config: profile.exam.barcode, log: options.log });
     if (profile.mpps) {
       this.mppsQueue = new MppsQueue({ directory: path.join(profile.stateDirectory, 'mpps'), log: options.log });
@@ -95,6 +99,7 @@ export class ExamWorkflow {
   async start(): Promise<void> {
     const { profile } = this.options;
     const store = await ExamStore.open(profile.stateDirectory, this.options.log);
+    this.store = store;
     await this.mppsQueue?.open();
     const mppsQueue = this.mppsQueue;
     const mppsSender = this.mppsSender;
@@ -103,7 +108,7 @@ export class ExamWorkflow {
       config: profile.exam,
       station: profile.station,
       store,
-      worklist: this.worklist,
+      worklist: procedureLookup(this.worklist, this.hl7),
       stationAeTitle: worklistConfig?.matchStationAeTitle === false ? undefined : (worklistConfig?.stationAeTitle ?? profile.station.aeTitle),
       mpps: mppsQueue && mppsSender ? { queue: mppsQueue, wake: () => mppsSender.wake() } : undefined,
       unidentified: this.unidentified,
@@ -114,6 +119,7 @@ export class ExamWorkflow {
     });
     this.report();
     await this.worklist?.start();
+    await this.hl7?.start();
     mppsSender?.start();
     await this.manager.start();
     await this.scanner?.start();
@@ -123,12 +129,13 @@ export class ExamWorkflow {
     await this.scanner?.stop();
     await this.manager?.stop();
     await this.mppsSender?.stop();
+    await this.hl7?.stop();
     await this.worklist?.stop();
   }
 
   /** Serves select-procedure and end-exam over the daemon's remote commands. */
   registerCommands(registry: CommandRegistry): void {
-    if (this.manager && this.worklist) registerExamCommands(registry, this.manager);
+    if (this.manager && (this.worklist || this.hl7)) registerExamCommands(registry, this.manager);
   }
 
   statusInput(): ExamStatusInput {
@@ -193,12 +200,42 @@ export class ExamWorkflow {
       });
     });
 
+    this.hl7?.on('listenerChanged', ({ listening, reason }) => {
+      if (listening) telemetry()?.alarms.clear('hl7-listener-down');
+      else telemetry()?.alarms.raise('hl7-listener-down', 'critical', `HL7 orders cannot be received: ${reason ?? 'listener not started'}`);
+    });
+    this.hl7?.on('messageProcessed', ({ messageType, code, condition }) => {
+      if (code === 'AA') telemetry()?.alarms.clear('hl7-message-rejected');
+      else telemetry()?.alarms.raise('hl7-message-rejected', 'warning', `HL7 ${messageType} answered ${code} (condition ${condition ?? 'unknown'}); the listener log has the reason`);
+    });
+    // The open exam goes on when its order is cancelled, because its objects belong to the patient it was opened for. The operator decides whether to end or discontinue it.
+    this.hl7?.on('ordersCancelled', ({ orders }) => {
+      const open = this.store?.data.open;
+      const order = open ? orders.find((candidate) => candidate.entryKey === open.entryKey) : undefined;
+      if (!open || !order) return;
+      this.log.warn({ examId: open.examId, orderId: order.orderId }, 'order of the open exam cancelled; the exam stays open');
+      telemetry()?.alarms.raise('exam-order-cancelled', 'warning', `order ${order.orderId} of exam ${open.examId} was cancelled by the order placer; end or discontinue the exam`);
+    });
+    manager?.on('examEnded', () => telemetry()?.alarms.clear('exam-order-cancelled'));
+
     this.mppsSender?.on('mppsSent', () => telemetry()?.alarms.clear('mpps-unreachable'));
     this.mppsSender?.on('mppsUnreachable', ({ reason }) => telemetry()?.alarms.raise('mpps-unreachable', 'warning', `MPPS messages wait: ${reason}`));
     this.mppsSender?.on('mppsFailed', ({ examId, reason, setAside }) => {
       if (setAside) telemetry()?.alarms.raise('mpps-set-aside', 'warning', `MPPS of exam ${examId} set aside: ${reason}`);
     });
   }
+}
+
+/** Combines the worklist's entries and the open HL7 orders into the procedures an exam is selected from. */
+function procedureLookup(worklist: WorklistService | undefined, orders: Hl7OrderService | undefined): WorklistLookup | undefined {
+  if (!worklist && !orders) return undefined;
+  return {
+    get entries() {
+      return [...(worklist?.entries ?? []), ...(orders?.entries ?? [])];
+    },
+    // HL7 orders arrive unrequested, so only the worklist can be queried again.
+    refresh: () => worklist?.refresh() ?? Promise.resolve(),
+  };
 }
 
 /** The part of the clip pipeline an exam end needs. */

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { buildVlEndoscopicImage } from '../dicom/vl-endoscopic.js';
+import { buildVlEndoscopicImage, JPEG_BASELINE_TRANSFER_SYNTAX, VL_ENDOSCOPIC_IMAGE_STORAGE } from '../dicom/vl-endoscopic.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Profile } from '../profile/schema.js';
@@ -7,11 +7,6 @@ import type { AppState } from '../state/app-state.js';
 import type { Spool } from '../spool/spool.js';
 import type { VideoSource } from '../video/video-source.js';
 import { captureContextOrUnidentified, type CaptureContext, type CaptureSlot } from './exam-capture.js';
-
-/** VL Endoscopic Image Storage (PS3.4 B.5). */
-const VL_ENDOSCOPIC_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.77.1.1';
-/** JPEG Baseline (Process 1). */
-const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 
 export interface StillCaptureOptions {
   profile: Profile;
@@ -96,7 +91,7 @@ export class StillCapture extends EventEmitter<StillCaptureEvents> {
       const entry = await spool.add(part10, {
         sopClassUid: VL_ENDOSCOPIC_IMAGE_STORAGE,
         sopInstanceUid,
-        transferSyntaxUid: JPEG_BASELINE,
+        transferSyntaxUid: JPEG_BASELINE_TRANSFER_SYNTAX,
       });
       await slot.stored();
       const spooledAt = Date.now();

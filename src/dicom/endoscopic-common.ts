@@ -10,6 +10,7 @@ import {
   formatTime,
   formatTimezoneOffset,
   isNonAscii,
+  UTF8_CHARACTER_SET,
   type TextVr,
 } from './values.js';
 
@@ -173,7 +174,7 @@ export function fileMetaElements(sopClassUid: string, sopInstanceUid: string, tr
 
 /** Declares UTF-8 when any text is non-ASCII: dcmjs writes every string as UTF-8. */
 export function declareCharacterSet(dataset: DcmjsDataset): void {
-  if (containsNonAscii(dataset)) dataset['00080005'] = element('CS', 'ISO_IR 192');
+  if (containsNonAscii(dataset)) dataset['00080005'] = element('CS', UTF8_CHARACTER_SET);
 }
 
 export function element(vr: string, ...values: Array<string | number>): DcmjsElement {

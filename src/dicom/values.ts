@@ -72,6 +72,13 @@ export function checkDate(keyword: string, value: string): string {
   return value;
 }
 
+/**
+ * SpecificCharacterSet (0008,0005) of every data set endocap writes with
+ * non-ASCII text: UTF-8, because dcmjs and the worklist writer encode every
+ * string as UTF-8. Data sets of ASCII text declare none (default repertoire).
+ */
+export const UTF8_CHARACTER_SET = 'ISO_IR 192';
+
 /** True when any character is outside the default repertoire (ASCII), so SpecificCharacterSet is needed. */
 export function isNonAscii(value: string): boolean {
   return /[^\x00-\x7f]/.test(value);

@@ -131,6 +131,12 @@ export function requiredH264Level(width: number, height: number, frameRate: numb
   return undefined;
 }
 
+/**
+ * Transfer syntaxes `chooseH264TransferSyntax` can return, in the order of its
+ * level table: the syntaxes endocap writes clips in.
+ */
+export const WRITTEN_H264_TRANSFER_SYNTAXES: readonly string[] = [LEVEL_41.transferSyntaxUid, LEVEL_42.transferSyntaxUid];
+
 function round(value: number): number {
   return Math.round(value * 100) / 100;
 }

@@ -8,6 +8,9 @@ import dimse from 'dcmjs-dimse';
 export const { NEventReportResponse } = dimse.responses;
 export const { PresentationContextResult, RejectReason, RejectResult, RejectSource } = dimse.constants;
 
+/** Process-wide settings the library's acceptor puts into every A-ASSOCIATE-AC: implementation UID, version name, maximum PDU length. */
+export const LibraryImplementation = dimse.Implementation;
+
 /** Base class of an association acceptor: it reads and answers PDUs on a socket it is given. */
 export const ScpBase = dimse.Scp;
 

@@ -4,6 +4,7 @@ import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { CommitmentListenerConfig } from '../profile/schema.js';
 import {
+  LibraryImplementation,
   NEventReportResponse,
   PresentationContextResult,
   RejectReason,
@@ -17,7 +18,8 @@ import {
 import { storageCommitmentSopClassUid, storageCommitmentSopInstanceUid } from './commitment-messages.js';
 import { handleEventReport } from './commitment-report.js';
 import type { CommitmentResultSink } from './commitment-tracker.js';
-import { TransferSyntax, routeLibraryLog } from './dimse.js';
+import { routeLibraryLog } from './dimse.js';
+import { COMMITMENT_LISTENER_CONTEXTS, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './service-tables.js';
 
 export interface AssociationRejectedEvent {
   callingAeTitle: string;
@@ -42,13 +44,19 @@ export interface CommitmentListenerOptions {
   maxAssociations?: number;
 }
 
-const defaultIdleTimeoutMs = 30_000;
-const defaultMaxAssociations = 4;
+export const defaultIdleTimeoutMs = 30_000;
+export const defaultMaxAssociations = 4;
 
 /** Time a rejected peer has to close the connection itself before it is closed here. */
 const rejectLingerMs = 1_000;
 
-const acceptedTransferSyntaxes = new Set<string>([TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian]);
+/**
+ * Largest PDU the listener announces in its A-ASSOCIATE-AC: the smaller of
+ * the requester's maximum and this value, the dcmjs-dimse 0.3.3 default (262144).
+ */
+export function listenerMaxPduLength(): number {
+  return LibraryImplementation.getMaxPduLength();
+}
 
 /** Strips the IPv4-mapped prefix that a dual-stack socket puts before an IPv4 peer's address. */
 function plainAddress(address: string): string {
@@ -156,6 +164,10 @@ export class CommitmentListener extends EventEmitter<CommitmentListenerEvents> {
           listener.associations -= 1;
         });
         listener.choosePresentationContexts(association);
+        // dcmjs-dimse 0.3.3 writes its own implementation UID and version name into the A-ASSOCIATE-AC
+        // unless these process-wide settings name endocap's.
+        LibraryImplementation.setImplementationClassUid(IMPLEMENTATION_CLASS_UID);
+        LibraryImplementation.setImplementationVersion(IMPLEMENTATION_VERSION_NAME);
         this.sendAssociationAccept();
       }
 
@@ -210,17 +222,19 @@ export class CommitmentListener extends EventEmitter<CommitmentListenerEvents> {
   }
 
   /**
-   * Accepts Storage Commitment Push Model in little endian and rejects every
-   * other abstract syntax. A role selection the PACS proposed (SCP role, to
-   * send the report) is returned as proposed.
+   * Accepts the contexts of COMMITMENT_LISTENER_CONTEXTS (Storage Commitment
+   * Push Model in little endian) and rejects every other abstract syntax. A
+   * role selection the PACS proposed (SCP role, to send the report) is
+   * returned as proposed.
    */
   private choosePresentationContexts(association: AssociationInstance): void {
     for (const { context } of association.getPresentationContexts()) {
-      if (context.getAbstractSyntaxUid() !== storageCommitmentSopClassUid) {
+      const acceptable = COMMITMENT_LISTENER_CONTEXTS.find((candidate) => candidate.abstractSyntaxUid === context.getAbstractSyntaxUid());
+      if (!acceptable) {
         context.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
         continue;
       }
-      const transferSyntaxUid = context.getTransferSyntaxUids().find((uid) => acceptedTransferSyntaxes.has(uid));
+      const transferSyntaxUid = context.getTransferSyntaxUids().find((uid) => acceptable.transferSyntaxUids.includes(uid));
       if (transferSyntaxUid) context.setResult(PresentationContextResult.Accept, transferSyntaxUid);
       else context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
     }

@@ -1,6 +1,7 @@
 import { isValidUid } from '../dicom/uid.js';
 import { CommandField, CommandTag, noDataSet, type CommandElement } from './dimse-command.js';
 import { Dataset } from './dimse.js';
+import { SopClassUid } from './service-tables.js';
 import { formatStatus } from './store-status.js';
 
 /**
@@ -10,7 +11,7 @@ import { formatStatus } from './store-status.js';
  */
 
 /** Storage Commitment Push Model SOP Class (PS3.4 J.3). */
-export const storageCommitmentSopClassUid = '1.2.840.10008.1.20.1';
+export const storageCommitmentSopClassUid = SopClassUid.StorageCommitmentPushModel;
 
 /** The well-known SOP Instance every request and report names (PS3.4 J.3.1). */
 export const storageCommitmentSopInstanceUid = '1.2.840.10008.1.20.1.1';

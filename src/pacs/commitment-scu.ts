@@ -12,8 +12,8 @@ import {
 import { handleEventReport } from './commitment-report.js';
 import type { CommitmentResultSink } from './commitment-tracker.js';
 import { CommandField, CommandTag, type CommandElement } from './dimse-command.js';
-import { TransferSyntax } from './dimse.js';
 import { ScuAssociation, type IncomingRequest } from './scu-association.js';
+import { STORAGE_COMMITMENT_CONTEXT } from './service-tables.js';
 import { formatStatus } from './store-status.js';
 import { loadTlsSettings } from './transport.js';
 
@@ -42,8 +42,6 @@ export type CommitmentRequestOutcome =
   | { kind: 'requested'; status: number; reportedHere: boolean }
   | { kind: 'unsupported'; reason: string }
   | { kind: 'failed'; reason: string; sent: boolean };
-
-const littleEndian = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian];
 
 /**
  * Classifies the N-ACTION response status (PS3.7 10.1.4.1.10). Warnings count
@@ -136,7 +134,7 @@ export async function requestCommitment(options: CommitmentRequestOptions): Prom
       calledAeTitle: destination.calledAeTitle,
       connectTimeoutMs: destination.connectTimeoutMs,
       associationTimeoutMs: destination.associationTimeoutMs,
-      contexts: [{ abstractSyntaxUid: storageCommitmentSopClassUid, transferSyntaxUids: littleEndian }],
+      contexts: [STORAGE_COMMITMENT_CONTEXT],
       log: options.log,
       tls: await loadTlsSettings(destination.tls),
       signal: options.signal,

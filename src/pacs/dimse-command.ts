@@ -1,3 +1,5 @@
+import { SopClassUid } from './service-tables.js';
+
 /**
  * DIMSE command sets (PS3.7 9.3 and E.1): group 0000 elements, always
  * encoded in Implicit VR Little Endian, with (0000,0000) CommandGroupLength first.
@@ -148,7 +150,7 @@ export function cStoreRequest(sopClassUid: string, sopInstanceUid: string): Comm
 /** Elements of a C-ECHO-RQ (PS3.7 9.3.5.1). */
 export function cEchoRequest(): CommandElement[] {
   return [
-    { tag: CommandTag.AffectedSopClassUid, vr: 'UI', value: '1.2.840.10008.1.1' },
+    { tag: CommandTag.AffectedSopClassUid, vr: 'UI', value: SopClassUid.Verification },
     { tag: CommandTag.CommandField, vr: 'US', value: CommandField.CEchoRq },
     { tag: CommandTag.CommandDataSetType, vr: 'US', value: noDataSet },
   ];

@@ -1,5 +1,6 @@
 import dimse from 'dcmjs-dimse';
 import type { Logger } from '../log.js';
+import { SopClassUid, UNCOMPRESSED_TRANSFER_SYNTAXES } from './service-tables.js';
 
 /**
  * The parts of dcmjs-dimse 0.3.3 the association requesters use, in one place,
@@ -15,14 +16,10 @@ export const { TransferSyntax } = dimse.constants;
 export type DatasetInstance = InstanceType<typeof Dataset>;
 
 /** Verification SOP Class (PS3.4 A.4). */
-export const verificationSopClassUid = '1.2.840.10008.1.1';
+export const verificationSopClassUid = SopClassUid.Verification;
 
 /** Transfer syntaxes of uncompressed data, which the library can convert between. */
-export const uncompressedTransferSyntaxes: ReadonlySet<string> = new Set([
-  TransferSyntax.ImplicitVRLittleEndian,
-  TransferSyntax.ExplicitVRLittleEndian,
-  TransferSyntax.ExplicitVRBigEndian,
-]);
+export const uncompressedTransferSyntaxes = UNCOMPRESSED_TRANSFER_SYNTAXES;
 
 /**
  * Routes the library's log lines into `log` at debug level, or turns them off

@@ -2,13 +2,14 @@ import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DestinationConfig } from '../profile/schema.js';
 import { cFindRequest } from './dimse-command.js';
-import { Dataset, TransferSyntax } from './dimse.js';
+import { Dataset } from './dimse.js';
 import { ScuAssociation, type DimseResponse } from './scu-association.js';
+import { LITTLE_ENDIAN_TRANSFER_SYNTAXES, SopClassUid } from './service-tables.js';
 import { formatStatus } from './store-status.js';
 import { loadTlsSettings } from './transport.js';
 
 /** Modality Worklist Information Model - FIND SOP Class (PS3.4 Annex K). */
-export const modalityWorklistFind = '1.2.840.10008.5.1.4.31';
+export const modalityWorklistFind = SopClassUid.ModalityWorklistFind;
 
 export interface FindOverAssociationOptions {
   /** Query/retrieve or worklist information model, such as modalityWorklistFind. */
@@ -59,8 +60,6 @@ export interface FindResult {
   matches: Array<Record<string, unknown>>;
 }
 
-const littleEndian = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian];
-
 /**
  * Opens an association to the destination, runs one C-FIND and releases it.
  * Throws an EndocapError when the association fails or the final status is
@@ -78,7 +77,7 @@ export async function find(options: FindOptions): Promise<FindResult> {
     calledAeTitle: destination.calledAeTitle,
     connectTimeoutMs: destination.connectTimeoutMs,
     associationTimeoutMs: destination.associationTimeoutMs,
-    contexts: [{ abstractSyntaxUid: options.sopClassUid, transferSyntaxUids: littleEndian }],
+    contexts: [{ abstractSyntaxUid: options.sopClassUid, transferSyntaxUids: [...LITTLE_ENDIAN_TRANSFER_SYNTAXES] }],
     log: options.log,
     tls: await loadTlsSettings(destination.tls),
     signal: options.signal,

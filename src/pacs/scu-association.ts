@@ -1,9 +1,7 @@
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
-import { IMPLEMENTATION_CLASS_UID } from '../dicom/vl-endoscopic.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { SOFTWARE_VERSION } from '../version.js';
 import { describeReject, translateSocketError } from './association-errors.js';
 import type { AcceptedContext, DimseRequest, DimseResponse, IncomingRequest, OpenAssociationOptions, ProposedContext, SendOptions } from './association-types.js';
 import { CommandTag, DecodedCommand, encodeCommand, isPendingStatus } from './dimse-command.js';
@@ -25,12 +23,10 @@ import {
   pdvHeaderLength,
   type RawPdu,
 } from './pdu.js';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, MAX_RECEIVE_PDU_LENGTH } from './service-tables.js';
 import { connectSocket } from './transport.js';
 
 export type { AcceptedContext, DimseRequest, DimseResponse, IncomingRequest, OpenAssociationOptions, ProposedContext, SendOptions } from './association-types.js';
-
-/** Largest PDU this side accepts, announced in the A-ASSOCIATE-RQ. Only responses and C-FIND matches arrive here. */
-const maxReceivePduLength = 65_536;
 
 /** Largest PDU read from a peer that ignores that limit; anything longer is a protocol error rather than an allocation. */
 const maxAcceptedPduLength = 4 * 1024 * 1024;
@@ -46,8 +42,6 @@ const writeBatchBytes = 1024 * 1024;
 
 /** Time allowed for an A-ABORT to leave before the socket is destroyed. */
 const abortFlushMs = 500;
-
-const implementationVersionName = `ENDOCAP_${SOFTWARE_VERSION}`.slice(0, 16);
 
 interface InFlight {
   messageId: number;
@@ -224,9 +218,10 @@ export class ScuAssociation {
         calledAeTitle: this.options.calledAeTitle,
         callingAeTitle: this.options.callingAeTitle,
         contexts: this.proposed.map(({ id, abstractSyntaxUid, transferSyntaxUids }) => ({ id, abstractSyntaxUid, transferSyntaxUids })),
-        maxPduLength: maxReceivePduLength,
+        // Only responses, C-FIND matches and Storage Commitment results arrive on these associations, so a small PDU suffices.
+        maxPduLength: MAX_RECEIVE_PDU_LENGTH,
         implementationClassUid: IMPLEMENTATION_CLASS_UID,
-        implementationVersionName,
+        implementationVersionName: IMPLEMENTATION_VERSION_NAME,
       }),
     );
   }

@@ -242,13 +242,18 @@ export class Sender extends EventEmitter<SenderEvents> {
   private async sendBatch(batch: SpoolEntry[]): Promise<void> {
     // storeObjects reads each file while the one before it is sent, and reads
     // nothing when the association cannot be opened.
-    const objects: LazyStoreObject[] = batch.map((entry) => ({
-      id: entry.id,
-      sopClassUid: entry.sopClassUid,
-      sopInstanceUid: entry.sopInstanceUid,
-      transferSyntaxUid: entry.transferSyntaxUid,
-      read: () => this.queue.read(entry.id),
-    }));
+    const objects: LazyStoreObject[] = batch.map((entry) => {
+      const object: LazyStoreObject = {
+        id: entry.id,
+        sopClassUid: entry.sopClassUid,
+        sopInstanceUid: entry.sopInstanceUid,
+        transferSyntaxUid: entry.transferSyntaxUid,
+        read: () => this.queue.read(entry.id),
+      };
+      const openStream = this.queue.openStream?.bind(this.queue);
+      if (openStream) object.open = () => openStream(entry.id);
+      return object;
+    });
     if (objects.length === 0) return;
 
     try {

@@ -1,8 +1,9 @@
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { Dataset, Transcoding, TransferSyntax, uncompressedTransferSyntaxes } from './dimse.js';
+import { Dataset, Transcoding, uncompressedTransferSyntaxes } from './dimse.js';
 import { splitPart10 } from './part10.js';
 import type { AcceptedContext, ProposedContext } from './scu-association.js';
+import { MAX_PRESENTATION_CONTEXTS, storageContexts } from './service-tables.js';
 import type { LazyStoreObject, StoreObject, StoreObjectMetadata, StoreObjectsOptions, StoreResult } from './store-scu.js';
 
 /** One object of a batch: its metadata and how to get its encoded data set. */
@@ -11,11 +12,6 @@ export interface BatchItem {
   /** Resolves with the data set of the Part 10 file, in `object.transferSyntaxUid`; rejects with a reason for the result. */
   load: () => Promise<Buffer>;
 }
-
-/** Presentation context IDs are odd numbers from 1 to 255 (PS3.8 9.3.2.2). */
-const maxPresentationContexts = 128;
-
-export const littleEndianFallback = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian];
 
 function isUncompressed(transferSyntaxUid: string): boolean {
   return uncompressedTransferSyntaxes.has(transferSyntaxUid);
@@ -67,24 +63,19 @@ export interface ContextPlan {
 }
 
 /**
- * Proposes one presentation context per SOP class and transfer syntax, plus
- * Explicit and Implicit VR Little Endian for SOP classes with uncompressed
- * objects. Compressed objects get no fallback: they are sent as they are or not at all.
+ * Proposes the storage contexts of every object (`storageContexts`), each
+ * distinct context once, in the order of the objects. Objects whose contexts
+ * do not fit into one association are deferred.
  */
 export function planContexts(items: BatchItem[]): ContextPlan {
   const contexts: ProposedContext[] = [];
   const proposed = new Set<string>();
   const deferred: BatchItem[] = [];
   for (const item of items) {
-    const { sopClassUid, transferSyntaxUid } = item.object;
-    const needed = new Map<string, ProposedContext>([
-      [`${sopClassUid} ${transferSyntaxUid}`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: [transferSyntaxUid] }],
-    ]);
-    if (isUncompressed(transferSyntaxUid)) {
-      needed.set(`${sopClassUid} fallback`, { abstractSyntaxUid: sopClassUid, transferSyntaxUids: littleEndianFallback });
-    }
+    const needed = new Map<string, ProposedContext>();
+    for (const context of storageContexts(item.object)) needed.set(`${context.abstractSyntaxUid} ${context.transferSyntaxUids.join(',')}`, context);
     const added = [...needed].filter(([key]) => !proposed.has(key));
-    if (contexts.length + added.length > maxPresentationContexts) {
+    if (contexts.length + added.length > MAX_PRESENTATION_CONTEXTS) {
       deferred.push(item);
       continue;
     }

@@ -3,7 +3,9 @@ import { performance } from 'node:perf_hooks';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DestinationConfig } from '../profile/schema.js';
+import type { SpooledObjectStream } from '../spool/types.js';
 import { routeLibraryLog, verificationSopClassUid } from './dimse.js';
+import { VERIFICATION_CONTEXT } from './service-tables.js';
 import { cEchoRequest, cStoreRequest } from './dimse-command.js';
 import { ScuAssociation, type ProposedContext } from './scu-association.js';
 import {
@@ -12,7 +14,6 @@ import {
   eagerItem,
   encodeDataset,
   lazyItem,
-  littleEndianFallback,
   planContexts,
   startLoad,
   type BatchItem,
@@ -44,6 +45,8 @@ export interface StoreObject extends StoreObjectMetadata {
  */
 export interface LazyStoreObject extends StoreObjectMetadata {
   read: () => Promise<Buffer>;
+  /** Opens the Part 10 file as a stream, for transfers that send files as they are (STOW-RS). */
+  open?: () => Promise<SpooledObjectStream>;
 }
 
 export interface StoreResult {
@@ -255,7 +258,7 @@ export async function echo(options: PeerOptions): Promise<EchoResult> {
   routeLibraryLog(log);
   const started = performance.now();
   const elapsed = (): number => Math.round(performance.now() - started);
-  const contexts = [{ abstractSyntaxUid: verificationSopClassUid, transferSyntaxUids: littleEndianFallback }];
+  const contexts = [VERIFICATION_CONTEXT];
 
   let association: ScuAssociation;
   try {

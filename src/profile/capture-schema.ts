@@ -14,8 +14,8 @@ export const rectangleSchema = z
   .strictObject({
     x: pixel.describe('Left edge in pixels of the source frame.'),
     y: pixel.describe('Top edge in pixels of the source frame.'),
-    width: z.number().int().min(2).max(8192),
-    height: z.number().int().min(2).max(8192),
+    width: z.number().int().min(2).max(8192).describe('Width in pixels.'),
+    height: z.number().int().min(2).max(8192).describe('Height in pixels.'),
   })
   .describe('Rectangle in pixels of the source frame, origin at the top left.');
 
@@ -94,9 +94,9 @@ export const clipEncoderDefaults = { codec: 'libx264', preset: 'veryfast', crf: 
 
 export const codedRegionSchema = z
   .strictObject({
-    codeValue: z.string().min(1).max(64),
-    codingSchemeDesignator: z.string().min(1).max(16).default('SCT'),
-    codeMeaning: z.string().min(1).max(64),
+    codeValue: z.string().min(1).max(64).describe('Code Value (0008,0100), such as 71854001.'),
+    codingSchemeDesignator: z.string().min(1).max(16).default('SCT').describe('Coding Scheme Designator (0008,0102); SCT is SNOMED CT.'),
+    codeMeaning: z.string().min(1).max(64).describe('Code Meaning (0008,0104), such as Colon.'),
     paired: z.boolean().default(false).describe('True for a paired body part, which then needs Laterality.'),
   })
   .describe('Coded anatomic region, such as SCT 71854001 "Colon".');

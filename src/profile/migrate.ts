@@ -1,7 +1,9 @@
 import { CURRENT_FORMAT_VERSION } from './schema.js';
 
-/** What a migration step changed, said so that biomed staff can update the file by hand. */
+/** One change made by a migration step, worded so that biomed staff can make it in the file by hand. */
 export interface MigrationNote {
+  /** Profile file the note is about, as named to the loader; a base file when the profile extends one. */
+  file: string;
   fromVersion: number;
   toVersion: number;
   /** Dotted path of the value that changed, such as `destinations.0.kind`. */
@@ -10,11 +12,12 @@ export interface MigrationNote {
 }
 
 type Document = Record<string, unknown>;
+type StepNote = Pick<MigrationNote, 'path' | 'change'>;
 
 interface Migration {
   from: number;
   /** Changes the document in place and returns what it changed. */
-  apply: (document: Document) => Array<Omit<MigrationNote, 'fromVersion' | 'toVersion'>>;
+  apply: (document: Document) => StepNote[];
 }
 
 /**
@@ -28,7 +31,7 @@ const migrations: Migration[] = [
     apply: (document) => {
       const destinations = document['destinations'];
       if (!Array.isArray(destinations)) return [];
-      const notes: Array<Omit<MigrationNote, 'fromVersion' | 'toVersion'>> = [];
+      const notes: StepNote[] = [];
       destinations.forEach((destination: unknown, index) => {
         if (typeof destination !== 'object' || destination === null || Array.isArray(destination)) return;
         const entry = destination as Document;
@@ -45,26 +48,49 @@ const migrations: Migration[] = [
 ];
 
 /**
+ * Checks the formatVersion of one profile file before migration. Returns the
+ * problem message, or undefined when the version is current or can be migrated.
+ */
+export function checkFormatVersion(document: Document): string | undefined {
+  const expected = `${CURRENT_FORMAT_VERSION} (or an older version, migrated when loaded)`;
+  if (!('formatVersion' in document)) return `missing required value, expected ${expected}`;
+  const version = document['formatVersion'];
+  if (typeof version === 'number' && Number.isInteger(version) && version >= 1 && version <= CURRENT_FORMAT_VERSION) return undefined;
+  const got = typeof version === 'number' || typeof version === 'string' ? JSON.stringify(version) : String(version);
+  const newer = typeof version === 'number' && version > CURRENT_FORMAT_VERSION ? '; a newer endocap wrote this profile, so update endocap' : '';
+  return `expected ${expected}, got ${got}${newer}`;
+}
+
+/**
  * Brings a parsed profile document to the current format version. A document
  * without a numeric formatVersion, or with an unknown one, is returned as it
- * is, so that validation reports the value.
+ * is; checkFormatVersion reports those. The first note of a migrated file is
+ * about formatVersion itself, so a file whose version alone changed gets one too.
  */
-export function migrateProfileDocument(document: unknown): { document: unknown; notes: MigrationNote[] } {
+export function migrateProfileDocument(document: unknown, file: string): { document: unknown; notes: MigrationNote[] } {
   if (typeof document !== 'object' || document === null || Array.isArray(document)) return { document, notes: [] };
   const version = (document as Document)['formatVersion'];
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1 || version >= CURRENT_FORMAT_VERSION) return { document, notes: [] };
   const migrated = structuredClone(document) as Document;
-  const notes: MigrationNote[] = [];
+  const notes: MigrationNote[] = [
+    {
+      file,
+      fromVersion: version,
+      toVersion: CURRENT_FORMAT_VERSION,
+      path: 'formatVersion',
+      change: `migrated in memory from ${version} to ${CURRENT_FORMAT_VERSION}; "endocap profile migrate ${file} --write" updates the file`,
+    },
+  ];
   for (const migration of migrations) {
     if (migration.from < version) continue;
     const toVersion = migration.from + 1;
-    for (const note of migration.apply(migrated)) notes.push({ fromVersion: migration.from, toVersion, ...note });
+    for (const note of migration.apply(migrated)) notes.push({ file, fromVersion: migration.from, toVersion, ...note });
     migrated['formatVersion'] = toVersion;
   }
   return { document: migrated, notes };
 }
 
-/** `destinations.0.kind: added "kind: dicom" ... (format version 1 to 2)` */
+/** `destinations.0.kind: added "kind: dicom" ... (format version 1 to 2)`; the file is not included. */
 export function formatMigrationNote(note: MigrationNote): string {
   return `${note.path}: ${note.change} (format version ${note.fromVersion} to ${note.toVersion})`;
 }

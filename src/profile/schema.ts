@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { clipDefaults, clipSchema, imageDefaults, imageSchema, stillSelectionSchema } from './capture-schema.js';
+import { hl7Schema } from './hl7-schema.js';
 
 /**
  * The hardware profile: one file per box, describing its tower, footswitch,
@@ -30,9 +31,9 @@ const positiveMs = z.number().int().positive();
 
 export const retrySchema = z
   .strictObject({
-    initialMs: positiveMs.default(1_000),
-    maxMs: positiveMs.default(60_000),
-    multiplier: z.number().min(1).max(10).default(2),
+    initialMs: positiveMs.default(1_000).describe('Wait in ms before the first retry.'),
+    maxMs: positiveMs.default(60_000).describe('Longest wait in ms between two attempts.'),
+    multiplier: z.number().min(1).max(10).default(2).describe('Factor applied to the wait after each failed attempt, up to maxMs.'),
   })
   .describe('Exponential backoff with jitter between attempts.');
 
@@ -67,7 +68,7 @@ export const videoSourceSchema = z.strictObject({
 });
 
 export const videoSchema = z.strictObject({
-  source: videoSourceSchema,
+  source: videoSourceSchema.describe('Video input: a capture card, a network stream, a file or a generated test picture.'),
   ringFrames: z.number().int().min(1).max(120).default(4).describe('Decoded frames kept in memory for stills.'),
   signalTimeoutMs: positiveMs.default(2_000).describe('No frame for this long means loss of signal.'),
   openTimeoutMs: positiveMs.default(10_000).describe('Longest wait for the source to open.'),
@@ -93,7 +94,7 @@ export const footswitchProtocolSchema = z.discriminatedUnion('kind', [
       kind: z.literal('lines'),
       down: z.array(z.string().min(1)).min(1).describe('Text lines that mean pedal down.'),
       up: z.array(z.string().min(1)).min(1).describe('Text lines that mean pedal up.'),
-      maxLineLength: z.number().int().min(8).max(4096).default(256),
+      maxLineLength: z.number().int().min(8).max(4096).default(256).describe('Longest line in bytes; a longer line is dropped.'),
     })
     .describe('Lines end with CR, LF or CRLF; surrounding white space is ignored.'),
   z
@@ -111,23 +112,25 @@ export const footswitchSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('serial'),
     path: z.string().min(1).describe('Serial device; prefer a stable /dev/serial/by-id/... path.'),
-    baudRate: z.number().int().positive().default(9600),
-    protocol: footswitchProtocolSchema,
+    baudRate: z.number().int().positive().default(9600).describe('Serial line speed in bits per second.'),
+    protocol: footswitchProtocolSchema.describe('How the footswitch signals pedal down and up.'),
     debounceMs: durationMs.max(500).default(30).describe('Changes shorter than this are contact bounce.'),
     longPressMs: positiveMs.default(800).describe('Held at least this long is a long press.'),
     doublePressMs: positiveMs.default(350).describe('A second press within this time is a double press.'),
     gestures: z
       .strictObject({ short: pedalAction.default('still'), long: pedalAction.default('none'), double: pedalAction.default('none') })
-      .default({ short: 'still', long: 'none', double: 'none' }),
+      .default({ short: 'still', long: 'none', double: 'none' })
+      .describe('Action of each pedal gesture: short press, long press and double press.'),
     reopenIntervalMs: positiveMs.max(2_000).default(1_000).describe('How often a missing port is looked for.'),
   }),
   z.strictObject({
     kind: z.literal('keyboard'),
     gestures: z
       .strictObject({ short: pedalAction.default('still'), long: pedalAction.default('none'), double: pedalAction.default('none') })
-      .default({ short: 'still', long: 'none', double: 'none' }),
+      .default({ short: 'still', long: 'none', double: 'none' })
+      .describe('Action of each pedal gesture: short press, long press and double press.'),
   }).describe('Space bar on the controlling terminal; for the demo and bench work.'),
-  z.strictObject({ kind: z.literal('none') }),
+  z.strictObject({ kind: z.literal('none') }).describe('No footswitch.'),
 ]);
 
 const ipv4Address = z.ipv4();
@@ -140,7 +143,7 @@ const ipAddress = z
 
 export const storageCommitmentSchema = z
   .strictObject({
-    enabled: z.boolean().default(false),
+    enabled: z.boolean().default(false).describe('Ask the PACS to commit each stored object.'),
     batchSize: z.number().int().min(1).max(1_000).default(50).describe('Objects named in one N-ACTION request.'),
     requestDelayMs: durationMs.default(5_000).describe('Time after an object is stored before commitment is requested for it.'),
     resultTimeoutMs: positiveMs.default(600_000).describe('Commitment is requested again, in a new transaction, when no result arrived within this time.'),
@@ -156,7 +159,7 @@ export const storageCommitmentSchema = z
 
 export const destinationTlsSchema = z
   .strictObject({
-    enabled: z.boolean().default(true),
+    enabled: z.boolean().default(true).describe('False connects over plain TCP and ignores the other TLS settings.'),
     caFile: z.string().min(1).optional().describe('PEM file of the CA certificates that sign the PACS certificate; Node\'s built-in list when absent.'),
     certFile: z.string().min(1).optional().describe('PEM file of this box\'s client certificate, for a PACS that requires one.'),
     keyFile: z.string().min(1).optional().describe('PEM file of the private key of certFile, unencrypted.'),
@@ -182,13 +185,13 @@ const maxObjectBytes = z
 export const destinationSchema = z.strictObject({
   kind: z.literal('dicom').describe('DICOM network destination: C-STORE, and Storage Commitment when enabled.'),
   name: destinationName,
-  host: z.string().min(1),
-  port: z.number().int().min(1).max(65535),
-  calledAeTitle: aeTitle,
+  host: z.string().min(1).describe('Host name or IP address of the DICOM peer.'),
+  port: z.number().int().min(1).max(65535).describe('TCP port of the DICOM peer.'),
+  calledAeTitle: aeTitle.describe('AE title of the DICOM peer (Called AE Title).'),
   callingAeTitle: aeTitle.optional().describe('Defaults to station.aeTitle.'),
-  connectTimeoutMs: positiveMs.default(5_000),
-  associationTimeoutMs: positiveMs.default(10_000),
-  requestTimeoutMs: positiveMs.default(30_000),
+  connectTimeoutMs: positiveMs.default(5_000).describe('Longest wait in ms for the TCP connection, and the TLS handshake when tls is set.'),
+  associationTimeoutMs: positiveMs.default(10_000).describe('Longest wait in ms for the peer to accept or reject the association.'),
+  requestTimeoutMs: positiveMs.default(30_000).describe('Longest wait in ms for the response to one request.'),
   retry: retrySchema.default(retryDefaults),
   maxObjectBytes,
   tls: destinationTlsSchema.optional().describe('Absent means plain TCP.'),
@@ -206,7 +209,7 @@ export const stowRsAuthSchema = z
       credentialsFile: z.string().min(1).describe('YAML file with "username" and "password", readable by the daemon only. Never logged.'),
     }),
   ])
-  .describe('HTTP authentication; the secret is read from a file when the sender starts and again after a 401 or 403.');
+  .describe('HTTP authentication; the secret is read from its file before every request, so a changed file needs no restart.');
 
 export const stowRsTlsSchema = z
   .strictObject({
@@ -228,7 +231,7 @@ export const stowRsDestinationSchema = z.strictObject({
     .describe('Base URL of the DICOMweb service; objects are posted to <url>/studies.'),
   auth: stowRsAuthSchema.optional().describe('Absent means no authentication.'),
   tls: stowRsTlsSchema.optional(),
-  connectTimeoutMs: positiveMs.default(5_000),
+  connectTimeoutMs: positiveMs.default(5_000).describe('Longest wait in ms for the TCP connection, and the TLS handshake for https.'),
   requestTimeoutMs: positiveMs.default(60_000).describe('Longest time without progress while a request is sent or its response read.'),
   retry: retrySchema.default(retryDefaults),
   maxObjectBytes,
@@ -251,8 +254,8 @@ export const mqttTlsSchema = z
 
 export const mqttSchema = z
   .strictObject({
-    url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'URL starting with mqtt://, mqtts://, ws:// or wss://'),
-    topicPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('endocap'),
+    url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'URL starting with mqtt://, mqtts://, ws:// or wss://').describe('Broker URL, such as mqtt://192.0.2.20:1883 or mqtts://broker.example.org:8883.'),
+    topicPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('endocap').describe('First topic level of every message this box publishes.'),
     clientId: z.string().min(1).max(64).optional().describe('Defaults to endocap-<box id>.'),
     statusIntervalMs: positiveMs.default(60_000).describe('Heartbeat interval of the retained status message.'),
     reconnect: retrySchema.default({ initialMs: 1_000, maxMs: 30_000, multiplier: 2 }),
@@ -269,21 +272,21 @@ export const mqttSchema = z
       .describe('YAML file with "username" and "password" for the broker, readable by the daemon only. Never logged.'),
     homeAssistant: z
       .strictObject({
-        enabled: z.boolean().default(false),
-        discoveryPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('homeassistant'),
+        enabled: z.boolean().default(false).describe('Publish Home Assistant discovery messages.'),
+        discoveryPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('homeassistant').describe('Topic prefix Home Assistant watches for discovery.'),
       })
       .default({ enabled: false, discoveryPrefix: 'homeassistant' })
       .describe('Home Assistant MQTT discovery: the box appears as a device with its sensors.'),
     sparkplug: z
       .strictObject({
-        enabled: z.boolean().default(false),
-        groupId: topicLevel.default('endocap'),
+        enabled: z.boolean().default(false).describe('Run the Sparkplug B edge node.'),
+        groupId: topicLevel.default('endocap').describe('Sparkplug group id of this box.'),
         edgeNodeId: topicLevel.optional().describe('Defaults to the box id.'),
       })
       .default({ enabled: false, groupId: 'endocap' })
       .describe('Sparkplug B edge node on a second connection to the same broker.'),
     commands: z
-      .strictObject({ enabled: z.boolean().default(false) })
+      .strictObject({ enabled: z.boolean().default(false).describe('Accept remote commands.') })
       .default({ enabled: false })
       .describe('Remote commands on <topicPrefix>/<box id>/commands/<name>; restrict who may publish there with broker ACLs.'),
   })
@@ -292,10 +295,15 @@ export const mqttSchema = z
 export const commitmentListenerSchema = z
   .strictObject({
     host: ipAddress.describe('Local address to listen on; 0.0.0.0 listens on every IPv4 interface.'),
-    port: z.number().int().min(1).max(65535),
+    port: z.number().int().min(1).max(65535).describe('TCP port to listen on.'),
     aeTitle: aeTitle.optional().describe('AE title the PACS must call; defaults to station.aeTitle.'),
     allowedPeers: z
-      .array(z.strictObject({ aeTitle, host: ipAddress }))
+      .array(
+        z.strictObject({
+          aeTitle: aeTitle.describe('Calling AE title of the PACS.'),
+          host: ipAddress.describe('IP address the PACS connects from.'),
+        }),
+      )
       .min(1)
       .describe('PACS allowed to send results: both the calling AE title and the source address must match one entry.'),
   })
@@ -384,7 +392,7 @@ export const mppsSchema = dicomServiceSchema
 export const barcodeSchema = z
   .strictObject({
     path: z.string().min(1).describe('Serial device of the scanner; prefer a stable /dev/serial/by-id/... path.'),
-    baudRate: z.number().int().positive().default(9600),
+    baudRate: z.number().int().positive().default(9600).describe('Serial line speed in bits per second.'),
     matches: z
       .array(z.enum(['accession-number', 'patient-id']))
       .min(1)
@@ -400,7 +408,7 @@ export const examSchema = z.strictObject({
   idleEndMinutes: z.number().int().min(1).max(1_440).default(120).describe('An exam with no capture or command for this long is ended.'),
   autoSelect: z
     .strictObject({
-      enabled: z.boolean().default(false),
+      enabled: z.boolean().default(false).describe('Select the procedure automatically.'),
       windowBeforeMinutes: z.number().int().min(0).max(1_440).default(60).describe('Steps scheduled up to this long before now count.'),
       windowAfterMinutes: z.number().int().min(0).max(1_440).default(60).describe('Steps scheduled up to this long after now count.'),
     })
@@ -411,13 +419,14 @@ export const examSchema = z.strictObject({
 
 export const profileSchema = z.strictObject({
   formatVersion: z.literal(CURRENT_FORMAT_VERSION).describe('Profile format version; older versions are migrated when the profile is loaded.'),
-  description: z.string().default(''),
-  station: stationSchema,
-  video: videoSchema,
-  footswitch: footswitchSchema,
+  description: z.string().default('').describe('Free text saying what the profile is for; endocap does not use it.'),
+  station: stationSchema.describe('Identity of this box in DICOM objects and telemetry.'),
+  video: videoSchema.describe('Video input and the frames kept for stills.'),
+  footswitch: footswitchSchema.describe('Pedal that triggers stills and clips.'),
   destinations: z
     .array(anyDestinationSchema)
     .default([])
+    .describe('Where captured objects are sent; each object is spooled for every destination.')
     .superRefine((destinations, context) => {
       const seen = new Set<string>();
       destinations.forEach((destination, index) => {
@@ -427,18 +436,21 @@ export const profileSchema = z.strictObject({
         seen.add(destination.name);
       });
     }),
-  mqtt: mqttSchema.optional(),
+  mqtt: mqttSchema.optional().describe('MQTT telemetry; absent turns telemetry off.'),
   commitmentListener: commitmentListenerSchema.optional(),
-  spool: spoolSchema,
+  spool: spoolSchema.describe('Durable queue of captured objects waiting for delivery.'),
   stateDirectory: z.string().min(1).describe('Folder of the small appliance state (lowdb).'),
-  still: stillSchema.default({ jpegQuality: 90, selection: 'on-screen', sharpestWindowMs: 300 }),
+  still: stillSchema.default({ jpegQuality: 90, selection: 'on-screen', sharpestWindowMs: 300 }).describe('JPEG stills.'),
   image: imageSchema.default(imageDefaults),
   clip: clipSchema.default(clipDefaults),
-  unidentifiedPatient: unidentifiedPatientSchema.default({ newStudyAfterIdleMinutes: 30 }),
+  unidentifiedPatient: unidentifiedPatientSchema.default({ newStudyAfterIdleMinutes: 30 }).describe('Captures made with no exam selected.'),
   worklist: worklistSchema.optional(),
   mpps: mppsSchema.optional(),
-  exam: examSchema.default({ idleEndMinutes: 120, autoSelect: { enabled: false, windowBeforeMinutes: 60, windowAfterMinutes: 60 } }),
-  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  hl7: hl7Schema.optional(),
+  exam: examSchema
+    .describe('How exams start, end and select their procedure.')
+    .default({ idleEndMinutes: 120, autoSelect: { enabled: false, windowBeforeMinutes: 60, windowAfterMinutes: 60 } }),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Lowest level of the log lines written to stdout.'),
 }).superRefine((profile, context) => {
   // A PACS sends most commitment results on a new association, so a destination
   // that asks for commitment needs somewhere to receive them.
@@ -450,9 +462,11 @@ export const profileSchema = z.strictObject({
       message: `a commitmentListener section (host, port, allowedPeers), because destination "${asking.name}" enables storageCommitment`,
     });
   }
-  // Both ways of selecting a procedure look it up in the worklist.
+  // Both ways of selecting a procedure look it up in the worklist or in the HL7 orders.
   for (const [key, used] of [['barcode', profile.exam.barcode !== undefined], ['autoSelect', profile.exam.autoSelect.enabled]] as const) {
-    if (used && !profile.worklist) context.addIssue({ code: 'custom', path: ['worklist'], message: `a worklist section (host, port, calledAeTitle), because exam.${key} selects procedures from it` });
+    if (used && !profile.worklist && !profile.hl7) {
+      context.addIssue({ code: 'custom', path: ['worklist'], message: `a worklist section (host, port, calledAeTitle) or an hl7 section (host, port), because exam.${key} selects procedures from one of them` });
+    }
   }
 });
 

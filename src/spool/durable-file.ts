@@ -42,8 +42,8 @@ export async function writeFileDurably(target: string, data: Buffer | string, op
   if (options.syncFolder ?? true) await syncDirectory(path.dirname(target));
 }
 
-/** Removes files and then flushes their folder; files already gone are skipped. */
-export async function removeFilesDurably(directory: string, names: string[]): Promise<void> {
+/** Removes files and then flushes their folder unless `syncFolder` is false; files already gone are skipped. */
+export async function removeFilesDurably(directory: string, names: string[], options: { syncFolder?: boolean } = {}): Promise<void> {
   for (const name of names) {
     try {
       await unlink(path.join(directory, name));
@@ -51,5 +51,5 @@ export async function removeFilesDurably(directory: string, names: string[]): Pr
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
   }
-  await syncDirectory(directory);
+  if (options.syncFolder ?? true) await syncDirectory(directory);
 }

@@ -1,10 +1,10 @@
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably } from './durable-file.js';
 import { OBJECT_SUFFIX, STATE_SUFFIX } from './recovery.js';
-import type { SpoolEntry } from './types.js';
+import type { SpoolEntry, SpooledObjectStream } from './types.js';
 
 /**
  * The files of spooled objects: `<id>.dcm` with the Part 10 bytes and
@@ -48,15 +48,6 @@ export class ObjectFiles {
     }
   }
 
-  /** Replaces an object's state file. With `syncFolder: false`, a power cut may leave the previous state. */
-  async writeState(entry: SpoolEntry, options: { syncFolder?: boolean } = {}): Promise<void> {
-    try {
-      await writeFileDurably(this.statePath(entry.id), JSON.stringify(entry), options);
-    } catch (error) {
-      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to write state of object ${entry.id}: ${errorMessage(error)}`, { cause: error, retryable: true });
-    }
-  }
-
   async read(id: string): Promise<Buffer> {
     try {
       return await readFile(this.objectPath(id));
@@ -65,16 +56,38 @@ export class ObjectFiles {
     }
   }
 
+  /** Opens an object file for streaming; the size comes from the open file, so it matches the bytes the stream yields. */
+  async openStream(id: string): Promise<SpooledObjectStream> {
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(this.objectPath(id), 'r');
+      const { size } = await handle.stat();
+      return { bytes: size, stream: handle.createReadStream({ autoClose: true }) };
+    } catch (error) {
+      if (handle) await this.closeAfterFailure(id, handle);
+      throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `failed to read spooled object ${id}: ${errorMessage(error)}`, { cause: error });
+    }
+  }
+
   /**
    * Deletes the object file before its state file: a crash in between leaves a
    * state without object, which recovery removes, rather than an object that
-   * would be sent again.
+   * would be sent again. With `syncFolder: false` the folder is not flushed, so
+   * a power cut may bring both files back.
    */
-  async remove(id: string): Promise<void> {
+  async remove(id: string, options: { syncFolder?: boolean } = {}): Promise<void> {
     try {
-      await removeFilesDurably(this.directory, [id + OBJECT_SUFFIX, id + STATE_SUFFIX]);
+      await removeFilesDurably(this.directory, [id + OBJECT_SUFFIX, id + STATE_SUFFIX], options);
     } catch (error) {
       throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to remove object ${id}: ${errorMessage(error)}`, { cause: error, retryable: true });
+    }
+  }
+
+  private async closeAfterFailure(id: string, handle: FileHandle): Promise<void> {
+    try {
+      await handle.close();
+    } catch (error) {
+      this.log.error({ objectId: id, err: { message: errorMessage(error) } }, 'failed to close object file');
     }
   }
 

@@ -4,6 +4,7 @@ import { readObjectMetadata } from '../dicom/object-metadata.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { TEMP_SUFFIX, syncDirectory, writeFileDurably } from './durable-file.js';
+import type { JournalRecords } from './delivery-journal.js';
 import { isObjectId } from './object-id.js';
 import { parseSpoolEntry } from './spool-entry.js';
 import type { DeliveryRecord, SpoolEntry } from './types.js';
@@ -23,6 +24,8 @@ export interface RecoveryReport {
   orphanStatesRemoved: number;
   /** Objects done for every destination whose retention had ended (or was 0), removed by `Spool.open()`. */
   deliveredRemoved: number;
+  /** Lines of the delivery journal that were not a complete record (a torn last line after a crash), skipped. */
+  journalLinesSkipped: number;
   /** Delivery records left in 'sending' by the previous run, queued again. */
   sendingRequeued: number;
   /** Objects that got a queued record for a destination added to the profile since they were spooled. */
@@ -38,6 +41,8 @@ export interface RecoveryOptions {
   destinations: string[];
   log: Logger;
   now: () => Date;
+  /** Delivery records read from the journal; each overrides the record of its state file. */
+  journal?: JournalRecords;
 }
 
 /**
@@ -53,6 +58,7 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
     statesRebuilt: 0,
     orphanStatesRemoved: 0,
     deliveredRemoved: 0,
+    journalLinesSkipped: 0,
     sendingRequeued: 0,
     destinationsAdded: 0,
     unreadableObjects: [],
@@ -121,6 +127,8 @@ async function recoverEntry(id: string, hasState: boolean, options: RecoveryOpti
     report.statesRebuilt += 1;
     changed = true;
   }
+
+  for (const [name, record] of options.journal?.get(id) ?? []) entry.deliveries[name] = record;
 
   const missing = options.destinations.filter((name) => entry.deliveries[name] === undefined);
   for (const name of missing) entry.deliveries[name] = queuedRecord(options.now());

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { readObjectMetadata } from '../dicom/object-metadata.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { DeliveryJournal, readJournal, type JournalRecords } from './delivery-journal.js';
 import { syncDirectory } from './durable-file.js';
 import { KeyedLock } from './keyed-lock.js';
 import { ObjectFiles, isOutOfSpace } from './object-files.js';
@@ -13,7 +14,7 @@ import { SpaceGuard, type SpoolAlarm } from './space-guard.js';
 import { cloneEntry, isDone, lastChangeTime } from './spool-entry.js';
 import { SpoolLock } from './spool-lock.js';
 import { collectStats, type SpoolStats } from './spool-stats.js';
-import type { CommitmentQueue, DeliveryRecord, DeliveryState, ObjectMetadata, SenderQueue, SpoolEntry } from './types.js';
+import type { CommitmentQueue, DeliveryRecord, DeliveryState, ObjectMetadata, SenderQueue, SpoolEntry, SpooledObjectStream } from './types.js';
 
 export type { RecoveryReport } from './recovery.js';
 export type { SpoolAlarm } from './space-guard.js';
@@ -59,6 +60,7 @@ export interface SpoolEvents {
 const MAX_REASON_LENGTH = 500;
 const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
 const LOCK_FILE = 'spool.lock';
+const JOURNAL_FILE = 'deliveries.journal';
 
 /**
  * Durable queue of DICOM Part 10 objects on disk, one file per object plus one
@@ -68,7 +70,14 @@ const LOCK_FILE = 'spool.lock';
  * place and its folder fsynced, and that rename is the commit point. A power cut
  * leaves either no object or a complete one. When the object was committed but
  * its state was not yet written, `open()` queues it again for every destination.
- * State changes of one object run one at a time, written by temp file and rename.
+ *
+ * Delivery record changes go to an append-only journal beside the objects
+ * folder (see DeliveryJournal), where several records share one fdatasync. A
+ * result (stored, failed, set aside, committed, queued again) is durable when
+ * its call resolves. 'sending' is only written, not synced: it reads back as
+ * queued after a restart whether or not it reached the disk. A record in the
+ * journal overrides the one in the object's state file. State changes of one
+ * object run one at a time.
  *
  * An object is done once every destination in its state has stored it, or
  * committed it where Storage Commitment is on. A done object is kept for
@@ -93,6 +102,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   /** SOP Instance UIDs of `addIfNew` calls in progress. */
   private readonly addingUids = new Set<string>();
   private lock: SpoolLock | undefined;
+  private journal: DeliveryJournal | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private opened = false;
@@ -133,14 +143,25 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
       await mkdir(this.files.directory, { recursive: true });
       this.lock = await SpoolLock.acquire(path.join(this.root, LOCK_FILE), this.log);
       await syncDirectory(this.root);
+      const journalFile = path.join(this.root, JOURNAL_FILE);
+      const journal = await readJournal(journalFile);
       const { entries, report, seenIds } = await recoverSpool({
         directory: this.files.directory,
         destinations: this.destinations.map((destination) => destination.name),
         log: this.log,
         now: this.now,
+        journal: journal.records,
       });
+      report.journalLinesSkipped = journal.skippedLines;
       for (const id of seenIds) this.ids.observe(id);
       for (const entry of entries) this.entries.set(entry.id, entry);
+      this.journal = new DeliveryJournal({
+        file: journalFile,
+        log: this.log,
+        isLive: (id) => this.entries.has(id),
+        beforeCompaction: () => syncDirectory(this.files.directory),
+      });
+      await this.journal.open(recordsOf(entries.filter((entry) => journal.records.has(entry.id))));
       this.opened = true;
       report.deliveredRemoved = await this.sweep();
       report.objects = this.entries.size;
@@ -151,6 +172,8 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
       recovered = report;
     } catch (error) {
       this.opened = false;
+      await this.journal?.close().catch(() => undefined);
+      this.journal = undefined;
       await this.lock?.release().catch(() => undefined);
       this.lock = undefined;
       if (error instanceof EndocapError && error.code === ErrorCodes.SPOOL_LOCKED) throw error;
@@ -167,6 +190,11 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     this.closed = true;
     clearInterval(this.sweepTimer);
     await Promise.allSettled([...this.adding, this.locks.idle(), this.sweeping]);
+    try {
+      await this.journal?.close();
+    } catch (error) {
+      this.log.warn({ err: { message: errorMessage(error) } }, 'failed to close the delivery journal');
+    }
     try {
       await this.lock?.release();
     } catch (error) {
@@ -232,6 +260,12 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     this.assertOpen();
     this.requireEntry(id);
     return this.files.read(id);
+  }
+
+  async openStream(id: string): Promise<SpooledObjectStream> {
+    this.assertOpen();
+    this.requireEntry(id);
+    return this.files.openStream(id);
   }
 
   stats(): SpoolStats {
@@ -408,33 +442,39 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   }
 
   /**
-   * Writes one delivery record; must run under the object's lock. A done object
-   * is removed at once when retention is 0. When the write fails, a record that
-   * was 'sending' becomes 'queued' in memory, as it would be read back after a
-   * restart, so that the object is sent again without waiting for a restart.
+   * Writes one delivery record to the journal; must run under the object's
+   * lock. A done object is removed at once when retention is 0. When the write
+   * fails, a record that was 'sending' becomes 'queued' in memory, as it would
+   * be read back after a restart, so that the object is sent again without
+   * waiting for a restart.
    */
   private async saveRecord(entry: SpoolEntry, destination: string, record: DeliveryRecord): Promise<void> {
     const next = cloneEntry(entry);
     next.deliveries[destination] = record;
-    if (this.retentionMs === 0 && this.isDone(next)) {
-      await this.removeObject(next.id, 'delivered');
-      this.log.info({ objectId: next.id }, 'object delivered to every destination and removed');
+    try {
+      await this.requireJournal().append(entry.id, destination, record, record.state !== 'sending');
+    } catch (error) {
+      const previous = entry.deliveries[destination];
+      if (previous?.state === 'sending') previous.state = 'queued';
+      throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to record delivery of object ${entry.id}: ${errorMessage(error)}`, { cause: error, retryable: true });
+    }
+    this.entries.set(next.id, next);
+    if (!this.isDone(next)) return;
+
+    if (this.retentionMs > 0) {
+      this.log.info({ objectId: next.id, retentionHours: this.retentionMs / 3_600_000 }, 'object delivered to every destination, kept for retention');
       this.checkSpaceLater();
       return;
     }
     try {
-      // A lost 'sending' leaves 'queued' on disk, which is what 'sending' reads back as, so its folder fsync is skipped.
-      await this.files.writeState(next, { syncFolder: record.state !== 'sending' });
+      // The journal already holds the record that makes the object done, so a
+      // deletion lost in a power cut is repeated by the sweep at the next open.
+      await this.removeObject(next.id, 'delivered', { syncFolder: false });
+      this.log.info({ objectId: next.id }, 'object delivered to every destination and removed');
     } catch (error) {
-      const previous = entry.deliveries[destination];
-      if (previous?.state === 'sending') previous.state = 'queued';
-      throw error;
+      this.log.error({ objectId: next.id, err: { message: errorMessage(error) } }, 'failed to remove a delivered object, the next sweep tries again');
     }
-    this.entries.set(next.id, next);
-    if (this.isDone(next)) {
-      this.log.info({ objectId: next.id, retentionHours: this.retentionMs / 3_600_000 }, 'object delivered to every destination, kept for retention');
-      this.checkSpaceLater();
-    }
+    this.checkSpaceLater();
   }
 
   /** Removes an object if it is still done; resolves to the bytes freed, 0 when it was kept. */
@@ -450,9 +490,10 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     return freed;
   }
 
-  private async removeObject(id: string, cause: RemovalCause): Promise<void> {
-    await this.files.remove(id);
+  private async removeObject(id: string, cause: RemovalCause, options: { syncFolder?: boolean } = {}): Promise<void> {
+    await this.files.remove(id, options);
     this.entries.delete(id);
+    this.journal?.forget(id);
     this.emit('objectRemoved', { id, delivered: cause !== 'discarded', cause });
   }
 
@@ -513,6 +554,11 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     return record;
   }
 
+  private requireJournal(): DeliveryJournal {
+    if (this.journal === undefined) throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, 'spool used before open()');
+    return this.journal;
+  }
+
   private assertOpen(): void {
     if (!this.opened || this.closed) throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, 'spool used before open() or after close()');
   }
@@ -520,4 +566,9 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   private timestamp(): string {
     return this.now().toISOString();
   }
+}
+
+/** The delivery records of `entries`, as the journal holds them. */
+function recordsOf(entries: SpoolEntry[]): JournalRecords {
+  return new Map(entries.map((entry) => [entry.id, new Map(Object.entries(entry.deliveries))]));
 }

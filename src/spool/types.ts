@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+
 /**
  * Contract between the spool (durable storage of DICOM objects on disk) and
  * the senders that forward them. The spool imports no network code.
@@ -46,6 +48,13 @@ export interface ObjectMetadata {
   transferSyntaxUid: string;
 }
 
+/** An open Part 10 file: its size, taken from the open file, and a stream of its bytes. */
+export interface SpooledObjectStream {
+  bytes: number;
+  /** Closes the file when read to the end or destroyed; a caller that stops early must destroy it. */
+  stream: Readable;
+}
+
 /** Spool operations a sender uses. */
 export interface SenderQueue {
   /** Entries still queued for `destination`, oldest first. */
@@ -58,6 +67,11 @@ export interface SenderQueue {
   markSending(ids: string[], destination: string): Promise<void>;
   /** Reads the Part 10 bytes of an object. */
   read(id: string): Promise<Buffer>;
+  /**
+   * Opens the Part 10 file of an object for reading in chunks, so that a large
+   * clip is never held whole in memory. Optional: senders fall back to `read`.
+   */
+  openStream?(id: string): Promise<SpooledObjectStream>;
   /** Records a success; the object is done for `destination` unless it waits for Storage Commitment there. */
   markStored(id: string, destination: string, status: number): Promise<void>;
   /** Records a transient failure; the object stays queued. */

@@ -116,6 +116,17 @@ const escapeSequences: Record<string, Designation> = {
   '-T': { term: 'ISO 2022 IR 166', target: 'G1', decode: webDecoder('windows-874') },
 };
 
+/**
+ * Defined Terms of SpecificCharacterSet (PS3.3 C.12.1.1.2) that worklist
+ * responses are decoded in, taken from the decoding tables above: without
+ * code extensions first, then the ISO 2022 terms with code extensions.
+ */
+export function supportedCharacterSets(): string[] {
+  const plain = ['ISO_IR 6', ...Object.keys(singleByteLabels), 'ISO_IR 13', 'ISO_IR 192', 'GB18030', 'GBK'];
+  const extended = [...new Set(Object.values(escapeSequences).map((designation) => designation.term))];
+  return [...plain, ...extended];
+}
+
 /** Sets whose characters are two bytes in G0. */
 const twoByteSets = new Set(['ISO 2022 IR 87', 'ISO 2022 IR 159']);
 

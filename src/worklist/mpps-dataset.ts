@@ -1,10 +1,11 @@
-import { formatDate, formatTime } from '../dicom/values.js';
+import { formatDate, formatTime, UTF8_CHARACTER_SET } from '../dicom/values.js';
+import { SopClassUid } from '../pacs/service-tables.js';
 import { hasNonAsciiText, type DatasetElement, type StringVr } from './dataset-writer.js';
 import { Tag } from './tags.js';
 import type { CodedEntry, SopReference, WorklistEntry } from './worklist-entry.js';
 
 /** Modality Performed Procedure Step SOP Class (PS3.4 F.7.3). */
-export const MPPS_SOP_CLASS_UID = '1.2.840.10008.3.1.2.3.3';
+export const MPPS_SOP_CLASS_UID = SopClassUid.ModalityPerformedProcedureStep;
 
 /** Content of an MPPS instance about the exam it reports. */
 export interface PerformedStep {
@@ -53,7 +54,7 @@ export function codeItem(code: CodedEntry): DatasetElement[] {
 
 /** Adds SpecificCharacterSet ISO_IR 192 when any text is non-ASCII, because the writer writes UTF-8. */
 export function withCharacterSet(elements: DatasetElement[]): DatasetElement[] {
-  return hasNonAsciiText(elements) ? [text(Tag.SpecificCharacterSet, 'CS', 'ISO_IR 192'), ...elements] : elements;
+  return hasNonAsciiText(elements) ? [text(Tag.SpecificCharacterSet, 'CS', UTF8_CHARACTER_SET), ...elements] : elements;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { CommandTag, type CommandElement } from '../pacs/dimse-command.js';
 import { TransferSyntax } from '../pacs/dimse.js';
 import { ScuAssociation } from '../pacs/scu-association.js';
+import { MPPS_CONTEXT } from '../pacs/service-tables.js';
 import { formatStatus } from '../pacs/store-status.js';
 import { loadTlsSettings } from '../pacs/transport.js';
 import type { MppsConfig } from '../profile/schema.js';
@@ -140,7 +141,7 @@ export class MppsSender extends EventEmitter<MppsSenderEvents> {
       calledAeTitle: config.calledAeTitle,
       connectTimeoutMs: config.connectTimeoutMs,
       associationTimeoutMs: config.associationTimeoutMs,
-      contexts: [{ abstractSyntaxUid: MPPS_SOP_CLASS_UID, transferSyntaxUids: [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian] }],
+      contexts: [MPPS_CONTEXT],
       log: this.log,
       tls: await loadTlsSettings(config.tls),
       signal: this.stopping.signal,

@@ -1,5 +1,5 @@
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
-import { formatDate, formatTime } from '../dicom/values.js';
+import { formatDate, formatTime, UTF8_CHARACTER_SET } from '../dicom/values.js';
 import { readDataset, type RawElement } from './dataset-reader.js';
 import { encodeElement, hasNonAsciiText, type DatasetElement, type StringVr } from './dataset-writer.js';
 import { codeItem, MPPS_SOP_CLASS_UID } from './mpps-dataset.js';
@@ -65,7 +65,7 @@ export function examObjectAttributes(context: ExamObjectContext): DatasetElement
     );
     if (entry.step.description !== '') elements.push(text(Tag.PerformedProcedureStepDescription, 'LO', entry.step.description));
   }
-  if (hasNonAsciiText(elements)) elements.push(text(Tag.SpecificCharacterSet, 'CS', 'ISO_IR 192'));
+  if (hasNonAsciiText(elements)) elements.push(text(Tag.SpecificCharacterSet, 'CS', UTF8_CHARACTER_SET));
   return elements;
 }
 

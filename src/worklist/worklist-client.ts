@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import { TransferSyntax } from '../pacs/dimse.js';
 import { findOverAssociation, modalityWorklistFind } from '../pacs/find-scu.js';
 import { ScuAssociation } from '../pacs/scu-association.js';
+import { WORKLIST_FIND_CONTEXT } from '../pacs/service-tables.js';
 import { formatStatus } from '../pacs/store-status.js';
 import { loadTlsSettings } from '../pacs/transport.js';
 import type { WorklistConfig } from '../profile/schema.js';
@@ -71,7 +72,7 @@ export async function queryWorklist(options: WorklistQueryOptions): Promise<Work
       calledAeTitle: server.calledAeTitle,
       connectTimeoutMs: server.connectTimeoutMs,
       associationTimeoutMs: server.associationTimeoutMs,
-      contexts: [{ abstractSyntaxUid: modalityWorklistFind, transferSyntaxUids: [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian] }],
+      contexts: [WORKLIST_FIND_CONTEXT],
       log,
       tls: await loadTlsSettings(server.tls),
       signal: controller.signal,

@@ -14,12 +14,25 @@ async function orthancUids(orthanc: OrthancPeer): Promise<string[]> {
   return instances.map((instance) => instance.MainDicomTags.SOPInstanceUID).sort();
 }
 
-/** SOP Instance UIDs of the complete objects in the spool; temporary files are not objects. */
+/**
+ * SOP Instance UIDs of the complete objects in the spool; temporary files are
+ * not objects. A running daemon may delete a delivered object between the
+ * listing and the read: that object is no longer spooled.
+ */
 async function spooledUids(spoolDirectory: string): Promise<string[]> {
   const folder = path.join(spoolDirectory, 'objects');
   const names = (await readdir(folder)).filter((name) => name.endsWith('.dcm'));
   const uids: string[] = [];
-  for (const name of names) uids.push(readObjectMetadata(await readFile(path.join(folder, name))).sopInstanceUid);
+  for (const name of names) {
+    let part10: Buffer;
+    try {
+      part10 = await readFile(path.join(folder, name));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw error;
+    }
+    uids.push(readObjectMetadata(part10).sopInstanceUid);
+  }
   return uids.sort();
 }
 

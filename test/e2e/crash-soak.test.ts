@@ -15,7 +15,8 @@
  * - every received file is complete: its data set equals the spooled one byte
  *   for byte, and dcmdump parses it;
  * - an object arrived more than once only if its delivery was recorded as
- *   'sending' (a batch on an association) in the spool when a kill happened;
+ *   'sending' (a batch on an association) in the spool when a kill happened
+ *   (in its state file or the delivery journal);
  * - each kill caused at most unrecordedLimit + 2 extra receptions: the results
  *   the Sender had not recorded yet, the one it was handing over, and the one
  *   whose response was still on its way.
@@ -29,6 +30,7 @@ import t from 'tap';
 import { buildVlEndoscopicImage } from '../../src/dicom/vl-endoscopic.js';
 import { splitPart10 } from '../../src/pacs/part10.js';
 import { unrecordedLimit } from '../../src/pacs/sender.js';
+import { readJournal } from '../../src/spool/delivery-journal.js';
 import { startDaemon, type DaemonProcess } from '../helpers/daemon-process.js';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { writeTestProfile } from '../helpers/profile-file.js';
@@ -86,20 +88,27 @@ async function makeObjects(directory: string): Promise<{ files: string[]; datase
   return { files, datasets };
 }
 
-/** SOP Instance UIDs whose delivery to each destination is recorded as 'sending' in the spool's state files. */
+/**
+ * SOP Instance UIDs whose delivery to each destination is recorded as
+ * 'sending' on disk: in the object's state file, or in a later record of the
+ * spool's delivery journal, which overrides the state file.
+ */
 async function sendingInSpool(spoolDirectory: string, datasets: Map<string, Buffer>): Promise<Map<string, Set<string>>> {
   const folder = path.join(spoolDirectory, 'objects');
+  const { records: journal } = await readJournal(path.join(spoolDirectory, 'deliveries.journal'));
   const sending = new Map(destinationNames.map((name) => [name, new Set<string>()]));
   for (const name of await readdir(folder).catch(() => [])) {
     if (!name.endsWith('.json')) continue;
-    let entry: { sopInstanceUid?: string; deliveries?: Record<string, { state?: string }> };
+    let entry: { id?: string; sopInstanceUid?: string; deliveries?: Record<string, { state?: string }> };
     try {
       entry = JSON.parse(await readFile(path.join(folder, name), 'utf8')) as typeof entry;
     } catch {
       continue;
     }
     if (!entry.sopInstanceUid || !datasets.has(entry.sopInstanceUid)) continue;
-    for (const [destination, record] of Object.entries(entry.deliveries ?? {})) {
+    const deliveries: Record<string, { state?: string }> = { ...entry.deliveries };
+    for (const [destination, record] of journal.get(entry.id ?? '') ?? []) deliveries[destination] = record;
+    for (const [destination, record] of Object.entries(deliveries)) {
       if (record.state === 'sending') sending.get(destination)?.add(entry.sopInstanceUid);
     }
   }

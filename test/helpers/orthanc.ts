@@ -35,7 +35,11 @@ export interface OrthancOptions {
    * here, when its entry has `AllowStorageCommitment: true`.
    */
   modalities?: Record<string, { AET: string; Host: string; Port: number; AllowStorageCommitment?: boolean }>;
+  /** Loads the DICOMweb plugin (Debian package orthanc-dicomweb), serving STOW-RS, QIDO-RS and WADO-RS under /dicom-web/. */
+  dicomWeb?: boolean;
 }
+
+const dicomWebPlugin = '/usr/share/orthanc/plugins/libOrthancDicomWeb.so';
 
 export async function startOrthanc(options: OrthancOptions = {}): Promise<OrthancPeer> {
   const directory = await mkdtemp(path.join(os.tmpdir(), 'endocap-orthanc-'));
@@ -54,7 +58,8 @@ export async function startOrthanc(options: OrthancOptions = {}): Promise<Orthan
     DicomCheckCalledAet: options.checkCalledAet ?? true,
     DefaultEncoding: 'Utf8',
     StorageCompression: false,
-    Plugins: [],
+    Plugins: options.dicomWeb ? [dicomWebPlugin] : [],
+    ...(options.dicomWeb ? { DicomWeb: { Enable: true, Root: '/dicom-web/' } } : {}),
     DicomAlwaysAllowStore: true,
     UnknownSopClassAccepted: false,
     DicomModalities: options.modalities ?? {},

@@ -39,7 +39,7 @@ export interface TestProfileOptions {
 /** Writes a profile for a daemon under test: lavfi video, pty footswitch, loopback peers. */
 export async function writeTestProfile(options: TestProfileOptions): Promise<string> {
   const profile = {
-    formatVersion: 1,
+    formatVersion: 2,
     description: 'test profile',
     station: {
       aeTitle: 'ENDOCAP_TEST',
@@ -67,6 +67,7 @@ export async function writeTestProfile(options: TestProfileOptions): Promise<str
         }
       : { kind: 'none' },
     destinations: (options.destinations ?? []).map((destination) => ({
+      kind: 'dicom',
       ...destination,
       connectTimeoutMs: 2_000,
       associationTimeoutMs: 5_000,

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { loadProfile, parseProfile, ProfileError } from '../../src/profile/load-profile.js';
+import { loadProfile, loadProfileWithNotes, parseProfile, ProfileError } from '../../src/profile/load-profile.js';
 import { profileJsonSchema } from '../../src/cli/profile-command.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -14,7 +14,7 @@ function checkProfile(file: string): { status: number | null; stdout: string; st
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-for (const name of ['bad-many', 'bad-footswitch', 'bad-yaml', 'bad-image']) {
+for (const name of ['bad-many', 'bad-footswitch', 'bad-yaml', 'bad-image', 'bad-extends', 'bad-in-base', 'bad-version']) {
   t.test(`profile check lists every problem in ${name}`, async (t) => {
     const result = checkProfile(`${fixtures}/${name}.yaml`);
     const expected = readFileSync(path.join(root, fixtures, `${name}.expected`), 'utf8');
@@ -30,6 +30,17 @@ t.test('profile check accepts shipped profiles', async (t) => {
     const result = checkProfile(file);
     t.equal(result.status, 0, `${file} is valid: ${result.stderr}`);
   }
+});
+
+t.test('shipped profiles are current and share a base', async (t) => {
+  const shipped = readdirSync(path.join(root, 'hw-profiles')).filter((name) => name.endsWith('.yaml'));
+  let extending = 0;
+  for (const name of shipped) {
+    const loaded = await loadProfileWithNotes(path.join(root, 'hw-profiles', name));
+    t.same(loaded.notes, [], `${name} needs no migration`);
+    if (loaded.files.includes(path.join(root, 'hw-profiles/base/site-defaults.yaml'))) extending += 1;
+  }
+  t.ok(extending >= 2, `${extending} shipped profiles extend base/site-defaults.yaml`);
 });
 
 t.test('profile check reports missing file', async (t) => {

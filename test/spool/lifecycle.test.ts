@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -6,6 +6,7 @@ import { createLogger } from '../../src/log.js';
 import { Spool, type SpoolDestination, type SpoolOptions } from '../../src/spool/spool.js';
 import type { SpoolEntry } from '../../src/spool/types.js';
 import { UID_ROOT, makeObject, plain } from './fixtures/objects.js';
+import { readState } from './fixtures/state.js';
 
 type Teardown = { teardown: (fn: () => Promise<void>) => void };
 
@@ -19,10 +20,6 @@ async function openSpool(directory: string, destinations: SpoolDestination[], op
   const spool = new Spool({ directory, destinations, log: createLogger('silent'), ...options });
   await spool.open();
   return spool;
-}
-
-async function readState(directory: string, id: string): Promise<SpoolEntry> {
-  return JSON.parse(await readFile(path.join(directory, 'objects', `${id}.json`), 'utf8')) as SpoolEntry;
 }
 
 /** Creates a clock the test moves by hand. */
@@ -47,7 +44,7 @@ t.test('sending is persisted and read back as queued', async (t) => {
   await spool.markSending([first.id, second.id, '20990101T000000.000Z-000000'], 'a');
   t.same(spool.pending('a'), [], 'objects taken by a sender are not pending');
   t.same(spool.pending('b').map((entry) => entry.id), [first.id, second.id], 'other destinations unaffected');
-  t.equal((await readState(directory, first.id)).deliveries.a?.state, 'sending', 'sending is on disk');
+  t.equal((await readState(directory, first.id)).deliveries.a?.state, 'sending', 'sending is written to the journal');
   t.equal(spool.stats().destinations.a?.sending, 2);
   t.equal(spool.stats().destinations.a?.bytesQueued, first.bytes + second.bytes, 'sending objects count as waiting');
 

@@ -80,7 +80,8 @@ t.test('recovery requeues object with torn state', async (t) => {
   const { spool, report } = await openSpool(directory);
   t.equal(report.statesRebuilt, 3);
   t.equal(report.objects, 3);
-  t.equal(spool.get(torn.id)?.deliveries.a?.state, 'queued', 'a torn state loses its stored record and is sent again');
+  t.equal(spool.get(torn.id)?.deliveries.a?.state, 'stored', 'a result in the journal survives a torn state file');
+  t.equal(spool.get(torn.id)?.deliveries.b?.state, 'queued', 'a destination without a journal record is queued again');
   t.equal(spool.get(wrongSize.id)?.bytes, wrongSize.bytes, 'size taken from the object file');
   for (const entry of entries) t.ok((await spool.read(entry.id)).equals(makeObject(entry.sopInstanceUid).part10), `${entry.id} intact`);
 });

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -6,6 +6,7 @@ import { Spool } from '../../src/spool/spool.js';
 import { createLogger } from '../../src/log.js';
 import type { SpoolEntry } from '../../src/spool/types.js';
 import { UID_ROOT, makeObject, memoryLogger, plain } from './fixtures/objects.js';
+import { readState } from './fixtures/state.js';
 
 async function tempSpool(t: { teardown: (fn: () => Promise<void>) => void }, destinations = ['a', 'b']) {
   const directory = await mkdtemp(path.join(tmpdir(), 'endocap-spool-'));
@@ -15,12 +16,9 @@ async function tempSpool(t: { teardown: (fn: () => Promise<void>) => void }, des
   return { directory, objects: path.join(directory, 'objects'), spool };
 }
 
-async function readState(objects: string, id: string): Promise<SpoolEntry> {
-  return JSON.parse(await readFile(path.join(objects, `${id}.json`), 'utf8')) as SpoolEntry;
-}
 
 t.test('spool lifecycle with two destinations', async (t) => {
-  const { objects, spool } = await tempSpool(t);
+  const { directory, objects, spool } = await tempSpool(t);
   const { part10, meta } = makeObject(`${UID_ROOT}.1`);
   const removed: string[] = [];
   spool.on('objectRemoved', ({ id }) => removed.push(id));
@@ -30,7 +28,7 @@ t.test('spool lifecycle with two destinations', async (t) => {
   t.equal(entry.sopInstanceUid, meta.sopInstanceUid);
   t.same(Object.keys(entry.deliveries).sort(), ['a', 'b']);
   t.same((await readdir(objects)).sort(), [`${entry.id}.dcm`, `${entry.id}.json`]);
-  t.same(await readState(objects, entry.id), entry, 'state file is the entry');
+  t.same(await readState(directory, entry.id), entry, 'state file is the entry');
   t.ok((await spool.read(entry.id)).equals(part10), 'read returns the bytes added');
   t.same(spool.pending('a').map((e) => e.id), [entry.id]);
   t.same(spool.pending('b').map((e) => e.id), [entry.id]);
@@ -38,7 +36,7 @@ t.test('spool lifecycle with two destinations', async (t) => {
   await spool.markStored(entry.id, 'a', 0);
   t.same(spool.pending('a'), [], 'no longer pending for a');
   t.same(spool.pending('b').map((e) => e.id), [entry.id], 'still pending for b');
-  const state = await readState(objects, entry.id);
+  const state = await readState(directory, entry.id);
   t.equal(state.deliveries.a?.state, 'stored');
   t.equal(state.deliveries.a?.lastStatus, 0);
   t.equal(state.deliveries.a?.attempts, 1);
@@ -53,12 +51,12 @@ t.test('spool lifecycle with two destinations', async (t) => {
 });
 
 t.test('spool failure keeps object queued', async (t) => {
-  const { objects, spool } = await tempSpool(t);
+  const { directory, spool } = await tempSpool(t);
   const { part10, meta } = makeObject(`${UID_ROOT}.2`);
   const entry = await spool.add(part10, meta);
   await spool.markFailed(entry.id, 'a', 'connection refused');
   await spool.markFailed(entry.id, 'a', 'association rejected', 0xa700);
-  const record = (await readState(objects, entry.id)).deliveries.a;
+  const record = (await readState(directory, entry.id)).deliveries.a;
   t.same(record && { state: record.state, attempts: record.attempts, lastError: record.lastError, lastStatus: record.lastStatus }, {
     state: 'queued',
     attempts: 2,
@@ -106,7 +104,7 @@ t.test('spool discard removes a set-aside object', async (t) => {
 });
 
 t.test('spool serialises concurrent marks on one object', async (t) => {
-  const { objects, spool } = await tempSpool(t);
+  const { directory, objects, spool } = await tempSpool(t);
   const entries: SpoolEntry[] = [];
   for (let i = 0; i < 20; i += 1) {
     const { part10, meta } = makeObject(`${UID_ROOT}.5.${i}`);
@@ -116,7 +114,7 @@ t.test('spool serialises concurrent marks on one object', async (t) => {
   // Two senders record different outcomes on the same objects at the same time.
   await Promise.all(entries.flatMap((entry) => [spool.markFailed(entry.id, 'a', 'timeout'), spool.markSetAside(entry.id, 'b', 'rejected', 0xc000)]));
   for (const entry of entries) {
-    const state = await readState(objects, entry.id);
+    const state = await readState(directory, entry.id);
     t.equal(state.deliveries.a?.state, 'queued', `${entry.id} a kept`);
     t.equal(state.deliveries.b?.state, 'set-aside', `${entry.id} b kept`);
   }

@@ -69,8 +69,8 @@ t.test('profile needs a worklist for the barcode reader', async (t) => {
     return undefined;
   })();
   t.type(error, ProfileError);
-  t.match((error as ProfileError).message, 'p.yaml: worklist: expected a worklist section (host, port, calledAeTitle), because exam.barcode selects procedures from it, got nothing');
-  t.match((error as ProfileError).message, 'because exam.autoSelect selects procedures from it');
+  t.match((error as ProfileError).message, 'p.yaml: worklist: expected a worklist section (host, port, calledAeTitle) or an hl7 section (host, port), because exam.barcode selects procedures from one of them, got nothing');
+  t.match((error as ProfileError).message, 'because exam.autoSelect selects procedures from one of them');
   const profile = parseProfile([...base, 'worklist: { host: 127.0.0.1, port: 104, calledAeTitle: WL }', 'mpps: { host: 127.0.0.1, port: 105, calledAeTitle: MPPS }', 'exam: { barcode: { path: /dev/ttyUSB1 } }'].join('\n'), 'p.yaml');
   t.equal(profile.worklist?.modality, 'ES');
   t.equal(profile.exam.idleEndMinutes, 120);

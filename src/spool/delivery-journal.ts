@@ -1,0 +1,346 @@
+import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { TEMP_SUFFIX, syncDirectory } from './durable-file.js';
+import { deliveryRecordSchema } from './spool-entry.js';
+import type { DeliveryRecord } from './types.js';
+
+/** Delivery records by object id, then by destination name. */
+export type JournalRecords = Map<string, Map<string, DeliveryRecord>>;
+
+const journalLineSchema = z.object({
+  id: z.string(),
+  destination: z.string(),
+  record: deliveryRecordSchema,
+});
+
+/** Lines appended since the last compaction before the journal is compacted, at the least. */
+const MIN_LINES_BEFORE_COMPACTION = 10_000;
+
+export interface JournalReadResult {
+  records: JournalRecords;
+  /** Lines that are not a complete record: a torn tail left by a crash, or damage. */
+  skippedLines: number;
+}
+
+/**
+ * Reads a journal file; a missing file has no records. A later line for the
+ * same object and destination replaces an earlier one. Lines that are not a
+ * complete record are skipped: a crash during an append can leave a torn last
+ * line, whose record was never reported as written.
+ */
+export async function readJournal(file: string): Promise<JournalReadResult> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { records: new Map(), skippedLines: 0 };
+    throw error;
+  }
+  const records: JournalRecords = new Map();
+  let skippedLines = 0;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    const parsed = parseLine(line);
+    if (parsed === undefined) {
+      skippedLines += 1;
+      continue;
+    }
+    let byDestination = records.get(parsed.id);
+    if (byDestination === undefined) {
+      byDestination = new Map();
+      records.set(parsed.id, byDestination);
+    }
+    byDestination.set(parsed.destination, parsed.record);
+  }
+  return { records, skippedLines };
+}
+
+function parseLine(line: string): z.infer<typeof journalLineSchema> | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const result = journalLineSchema.safeParse(json);
+  return result.success ? result.data : undefined;
+}
+
+function formatLine(id: string, destination: string, record: DeliveryRecord): string {
+  return `${JSON.stringify({ id, destination, record })}\n`;
+}
+
+interface PendingLine {
+  id: string;
+  destination: string;
+  /** Order of the append, so that a line synced late never replaces a later one. */
+  sequence: number;
+  text: string;
+  durable: boolean;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export interface DeliveryJournalOptions {
+  /** The journal file. */
+  file: string;
+  log: Logger;
+  /** True while the object is in the spool; compaction drops the records of other ids. */
+  isLive: (id: string) => boolean;
+  /** Runs before a compaction drops records: it must make removals of object files durable. */
+  beforeCompaction: () => Promise<void>;
+  /** Lines appended since the last compaction before the journal is compacted, at the least. Default 10 000. */
+  minLinesBeforeCompaction?: number;
+}
+
+/** Counts of the journal's file operations since it was opened. */
+export interface JournalCounts {
+  lines: number;
+  writes: number;
+  syncs: number;
+  compactions: number;
+}
+
+/**
+ * Append-only file of delivery record changes, written with group commit. One
+ * write at a time appends every line that arrived since the last write, and one
+ * fdatasync at a time covers every line written before it started, so lines
+ * that arrive during an fdatasync share the next one. Writes go on while an
+ * fdatasync runs. A record in the journal overrides the record in the object's
+ * state file. When the journal contains many superseded lines, compaction
+ * rewrites it with the last record of each object still in the spool, by temp
+ * file and rename.
+ */
+export class DeliveryJournal {
+  private readonly file: string;
+  private readonly log: Logger;
+  private readonly isLive: (id: string) => boolean;
+  private readonly beforeCompaction: () => Promise<void>;
+  private readonly minLinesBeforeCompaction: number;
+  private readonly counts: JournalCounts = { lines: 0, writes: 0, syncs: 0, compactions: 0 };
+  /** Last line written per object and destination, durable lines once synced: what a compaction keeps. */
+  private readonly latest = new Map<string, Map<string, { sequence: number; text: string }>>();
+  private latestCount = 0;
+  private sequence = 0;
+  private handle: FileHandle | undefined;
+  /** Lines waiting for the next write. */
+  private pending: PendingLine[] = [];
+  /** Durable lines written and waiting for the next fdatasync. */
+  private unsynced: PendingLine[] = [];
+  private writing = false;
+  private syncing = false;
+  private compacting = false;
+  private idleWaiters: Array<() => void> = [];
+  private linesSinceCompaction = 0;
+  /** Set after a failed write, which may have left a partial line for the next write to end. */
+  private partialLine = false;
+  private closed = false;
+
+  constructor(options: DeliveryJournalOptions) {
+    this.file = options.file;
+    this.log = options.log;
+    this.isLive = options.isLive;
+    this.beforeCompaction = options.beforeCompaction;
+    this.minLinesBeforeCompaction = options.minLinesBeforeCompaction ?? MIN_LINES_BEFORE_COMPACTION;
+  }
+
+  stats(): JournalCounts {
+    return { ...this.counts };
+  }
+
+  /**
+   * Starts a new journal that contains `records` (what recovery found, merged
+   * with any changes it made) and nothing else, replacing the file atomically.
+   */
+  async open(records: JournalRecords): Promise<void> {
+    for (const [id, byDestination] of records) {
+      for (const [destination, record] of byDestination) this.remember({ id, destination, sequence: this.nextSequence(), text: formatLine(id, destination, record) });
+    }
+    this.compacting = true;
+    try {
+      await this.compact();
+    } finally {
+      this.compacting = false;
+    }
+  }
+
+  /**
+   * Appends one record. With `durable`, resolves once the record is on disk
+   * (after fdatasync). Without it, resolves once the record is written to the
+   * file: it then survives a killed process but not a power cut.
+   */
+  append(id: string, destination: string, record: DeliveryRecord, durable: boolean): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('delivery journal used after close'));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ id, destination, sequence: this.nextSequence(), text: formatLine(id, destination, record), durable, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Drops the records of an object that left the spool. */
+  forget(id: string): void {
+    this.latestCount -= this.latest.get(id)?.size ?? 0;
+    this.latest.delete(id);
+  }
+
+  /** Waits for the appends in progress and closes the file. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.idle();
+    await this.handle?.close();
+    this.handle = undefined;
+  }
+
+  private idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    return !this.writing && !this.syncing && !this.compacting && this.pending.length === 0 && this.unsynced.length === 0;
+  }
+
+  /** Starts whatever can run now: a write, an fdatasync, a compaction. */
+  private pump(): void {
+    if (this.compacting) return;
+    if (this.shouldCompact()) {
+      void this.runCompaction();
+      return;
+    }
+    if (!this.writing && this.pending.length > 0) void this.writeNext();
+    if (!this.syncing && this.unsynced.length > 0) void this.syncNext();
+    if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  private async writeNext(): Promise<void> {
+    this.writing = true;
+    const group = this.pending.splice(0);
+    try {
+      this.handle ??= await open(this.file, 'a');
+      const text = (this.partialLine ? '\n' : '') + group.map((line) => line.text).join('');
+      await writeAll(this.handle, Buffer.from(text, 'utf8'));
+      this.partialLine = false;
+      this.linesSinceCompaction += group.length;
+      this.counts.lines += group.length;
+      this.counts.writes += 1;
+      for (const line of group) {
+        if (line.durable) {
+          this.unsynced.push(line);
+        } else {
+          this.remember(line);
+          line.resolve();
+        }
+      }
+    } catch (error) {
+      this.partialLine = true;
+      for (const line of group) line.reject(error);
+    } finally {
+      this.writing = false;
+      this.pump();
+    }
+  }
+
+  private async syncNext(): Promise<void> {
+    this.syncing = true;
+    const group = this.unsynced.splice(0);
+    try {
+      if (this.handle === undefined) throw new Error('delivery journal is not open');
+      await this.handle.datasync();
+      this.counts.syncs += 1;
+      for (const line of group) {
+        this.remember(line);
+        line.resolve();
+      }
+    } catch (error) {
+      for (const line of group) line.reject(error);
+    } finally {
+      this.syncing = false;
+      this.pump();
+    }
+  }
+
+  private shouldCompact(): boolean {
+    if (this.writing || this.syncing || this.unsynced.length > 0) return false;
+    return this.linesSinceCompaction >= this.minLinesBeforeCompaction && this.linesSinceCompaction > 2 * this.latestCount;
+  }
+
+  private async runCompaction(): Promise<void> {
+    this.compacting = true;
+    try {
+      await this.compact();
+    } catch (error) {
+      // The old journal, or the new one if the rename happened, contains every record.
+      this.log.error({ err: { message: errorMessage(error) } }, 'delivery journal compaction failed');
+      this.linesSinceCompaction = 0;
+    } finally {
+      this.compacting = false;
+      this.pump();
+    }
+  }
+
+  private nextSequence(): number {
+    this.sequence += 1;
+    return this.sequence;
+  }
+
+  private remember(line: Pick<PendingLine, 'id' | 'destination' | 'sequence' | 'text'>): void {
+    let byDestination = this.latest.get(line.id);
+    if (byDestination === undefined) {
+      byDestination = new Map();
+      this.latest.set(line.id, byDestination);
+    }
+    const known = byDestination.get(line.destination);
+    if (known !== undefined && known.sequence > line.sequence) return;
+    if (known === undefined) this.latestCount += 1;
+    byDestination.set(line.destination, { sequence: line.sequence, text: line.text });
+  }
+
+  /**
+   * Rewrites the journal with the last record of each live object: temp file,
+   * fsync, rename, folder fsync. Runs only while no write or fdatasync does.
+   */
+  private async compact(): Promise<void> {
+    await this.beforeCompaction();
+    const lines: string[] = [];
+    for (const [id, byDestination] of this.latest) {
+      if (!this.isLive(id)) {
+        this.forget(id);
+        continue;
+      }
+      for (const { text } of byDestination.values()) lines.push(text);
+    }
+
+    const temp = this.file + TEMP_SUFFIX;
+    try {
+      const handle = await open(temp, 'w');
+      try {
+        await writeAll(handle, Buffer.from(lines.join(''), 'utf8'));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      throw error;
+    }
+    await this.handle?.close();
+    this.handle = undefined;
+    await rename(temp, this.file);
+    this.partialLine = false;
+    this.linesSinceCompaction = 0;
+    await syncDirectory(path.dirname(this.file));
+    this.handle = await open(this.file, 'a');
+    this.counts.compactions += 1;
+  }
+}
+
+async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
+    offset += bytesWritten;
+  }
+}

@@ -1,0 +1,140 @@
+import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { createLogger } from '../../src/log.js';
+import { DeliveryJournal, readJournal, type DeliveryJournalOptions } from '../../src/spool/delivery-journal.js';
+import type { DeliveryRecord } from '../../src/spool/types.js';
+
+async function tempFile(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
+  const directory = await mkdtemp(path.join(tmpdir(), 'endocap-journal-'));
+  t.teardown(() => rm(directory, { recursive: true, force: true }));
+  return path.join(directory, 'deliveries.journal');
+}
+
+function record(state: DeliveryRecord['state'], attempts = 1): DeliveryRecord {
+  return { state, attempts, updatedAt: '2026-12-14T08:00:00.000Z' };
+}
+
+async function openJournal(file: string, options: Partial<DeliveryJournalOptions> = {}): Promise<DeliveryJournal> {
+  const journal = new DeliveryJournal({ file, log: createLogger('silent'), isLive: () => true, beforeCompaction: async () => undefined, ...options });
+  await journal.open(new Map());
+  return journal;
+}
+
+t.test('journal reads back the last record per destination', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file);
+  await journal.append('obj-1', 'a', record('sending', 0), false);
+  await journal.append('obj-1', 'a', record('stored'), true);
+  await journal.append('obj-1', 'b', record('set-aside'), true);
+  await journal.append('obj-2', 'a', record('queued', 2), true);
+  await journal.close();
+
+  const { records, skippedLines } = await readJournal(file);
+  t.equal(skippedLines, 0);
+  t.same(records.get('obj-1')?.get('a'), record('stored'), 'the later line wins');
+  t.same(records.get('obj-1')?.get('b'), record('set-aside'));
+  t.same(records.get('obj-2')?.get('a'), record('queued', 2));
+});
+
+t.test('journal of a missing file is empty', async (t) => {
+  const file = await tempFile(t);
+  const { records, skippedLines } = await readJournal(file);
+  t.equal(records.size, 0);
+  t.equal(skippedLines, 0);
+});
+
+t.test('journal skips a torn last line', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file);
+  await journal.append('obj-1', 'a', record('stored'), true);
+  await journal.close();
+  const complete = await readFile(file, 'utf8');
+  // A crash during an append leaves the start of a line, never reported as written.
+  await appendFile(file, complete.slice(0, 25).replace('obj-1', 'obj-2'));
+
+  const { records, skippedLines } = await readJournal(file);
+  t.equal(skippedLines, 1);
+  t.same([...records.keys()], ['obj-1']);
+
+  const reopened = await openJournal(file);
+  await reopened.append('obj-3', 'a', record('stored'), true);
+  await reopened.close();
+  const after = await readJournal(file);
+  t.equal(after.skippedLines, 0, 'open rewrote the journal without the torn line');
+  t.same([...after.records.keys()], ['obj-3'], 'open keeps only the records it was given');
+});
+
+t.test('journal skips lines that are not records', async (t) => {
+  const file = await tempFile(t);
+  const line = (value: unknown): string => `${JSON.stringify(value)}\n`;
+  await writeFile(
+    file,
+    [
+      line({ id: 'obj-1', destination: 'a', record: record('stored') }),
+      line({ id: 'obj-2', destination: 'a', record: { state: 'delivered', attempts: 1, updatedAt: 'x' } }),
+      line({ id: 'obj-3', record: record('stored') }),
+      '\u0000\u0000\u0000\n',
+    ].join(''),
+  );
+  const { records, skippedLines } = await readJournal(file);
+  t.equal(skippedLines, 3);
+  t.same([...records.keys()], ['obj-1']);
+});
+
+t.test('journal groups concurrent appends into few syncs', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file);
+  await Promise.all(Array.from({ length: 40 }, (_, index) => journal.append(`obj-${index}`, 'a', record('stored'), true)));
+  const counts = journal.stats();
+  await journal.close();
+  t.equal(counts.lines, 40);
+  t.ok(counts.syncs < 40, `${counts.syncs} fdatasyncs for 40 records`);
+  t.ok(counts.syncs >= 1, 'durable records are synced');
+  t.equal((await readJournal(file)).records.size, 40);
+});
+
+t.test('journal written but not synced lines resolve without a sync', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file);
+  await journal.append('obj-1', 'a', record('sending', 0), false);
+  t.equal(journal.stats().syncs, 0, 'no fdatasync for a record that need not be durable');
+  t.same((await readJournal(file)).records.get('obj-1')?.get('a'), record('sending', 0), 'yet it is in the file');
+  await journal.close();
+});
+
+t.test('journal compaction keeps the last record of live objects', async (t) => {
+  const file = await tempFile(t);
+  const removed = new Set(['obj-gone']);
+  let syncedBeforeCompaction = 0;
+  const journal = await openJournal(file, {
+    isLive: (id) => !removed.has(id),
+    beforeCompaction: async () => {
+      syncedBeforeCompaction += 1;
+    },
+    minLinesBeforeCompaction: 50,
+  });
+  await journal.append('obj-gone', 'a', record('stored'), true);
+  for (let attempt = 1; attempt <= 60; attempt += 1) await journal.append('obj-kept', 'a', record('queued', attempt), attempt % 10 === 0);
+  await journal.append('obj-kept', 'b', record('stored'), true);
+  const counts = journal.stats();
+  await journal.close();
+
+  t.equal(counts.compactions, 2, 'compacted once at open and once after 50 lines');
+  t.equal(syncedBeforeCompaction, 2, 'removals made durable before each compaction');
+  const { records } = await readJournal(file);
+  t.same([...records.keys()], ['obj-kept'], 'records of removed objects dropped');
+  t.same(records.get('obj-kept')?.get('a'), record('queued', 60));
+  t.same(records.get('obj-kept')?.get('b'), record('stored'));
+  const lines = (await readFile(file, 'utf8')).split('\n').filter((line) => line !== '');
+  t.ok(lines.length < 15, `${lines.length} lines left after compaction`);
+  t.ok((await stat(file)).size > 0);
+});
+
+t.test('journal rejects appends after close', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file);
+  await journal.close();
+  await t.rejects(journal.append('obj-1', 'a', record('stored'), true), /after close/);
+});
