@@ -20,13 +20,22 @@ export function parseCommand<R extends { values: { help?: boolean | undefined } 
   try {
     parsed = parse();
   } catch (error) {
-    return usage(name, errorMessage(error), help);
+    return usage(name, describeParseError(error), help);
   }
   if (parsed.values.help === true) {
     process.stdout.write(`${help}\n`);
     return 0;
   }
   return parsed;
+}
+
+/**
+ * Shortens Node's parseArgs message for an unknown option, whose advice about
+ * positional arguments after '--' does not apply to endocap's commands.
+ */
+export function describeParseError(error: unknown): string {
+  const unknown = /^Unknown option '([^']+)'/.exec(errorMessage(error));
+  return unknown === null ? errorMessage(error) : `unknown option "${unknown[1]}"`;
 }
 
 /** Prints a usage problem with the help and returns the usage exit code. */

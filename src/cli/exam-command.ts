@@ -4,6 +4,7 @@ import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import { EXIT_CONFIG, loadProfile, ProfileError } from '../profile/load-profile.js';
 import type { Profile } from '../profile/schema.js';
 import { discontinuationReasons } from '../worklist/mpps-dataset.js';
+import { describeParseError } from './command-line.js';
 import { ControlClient } from './control-client.js';
 import { controlSocketPath } from './queue-backend.js';
 
@@ -58,7 +59,7 @@ export async function runExamCommand(argv: string[]): Promise<number> {
       strict: true,
     });
   } catch (error) {
-    return usage(errorMessage(error));
+    return usage(describeParseError(error));
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -153,7 +154,7 @@ function describeStatus(status: ControlResults['exam-status']): string {
   if (status.mpps) lines.push(`mpps: ${status.mpps.queued} waiting, ${status.mpps.setAside} set aside${status.mpps.lastError === undefined ? '' : `; last error: ${status.mpps.lastError}`}`);
   if (status.hl7) {
     const hl7 = status.hl7;
-    lines.push(`hl7: ${hl7.listening ? `listening on port ${hl7.port}` : 'not listening'}, ${hl7.openOrders} open orders, ${hl7.messagesAccepted} messages accepted, ${hl7.messagesRejected} rejected`);
+    lines.push(`hl7: ${hl7.listening ? `listening on port ${hl7.port}` : 'not listening'}, ${hl7.openOrders} open order${hl7.openOrders === 1 ? '' : 's'}, ${hl7.messagesAccepted} message${hl7.messagesAccepted === 1 ? '' : 's'} accepted, ${hl7.messagesRejected} rejected`);
   }
   if (status.barcode) lines.push(`barcode reader: ${status.barcode.connected ? 'connected' : 'not connected'}, ${status.barcode.codes} codes, ${status.barcode.rejected} ignored as noise`);
   return lines.join('\n');

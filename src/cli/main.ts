@@ -20,7 +20,8 @@ Commands:
   exam start|end|status       Select the procedure of the exam, end it, show it.
   worklist refresh|list       Query the worklist now, list its procedures.
   status [--json]             Show the running daemon's status.
-  echo                        C-ECHO every destination and the worklist server.
+  echo                        Check every destination and the worklist server
+                              (C-ECHO, or QIDO-RS for STOW-RS destinations).
   conformance [--format markdown|json]
                               Print the DICOM Conformance Statement of the profile.
   video test [--seconds N] [--snapshot FILE]

@@ -4,7 +4,9 @@ import { profileJsonSchema } from '../profile/json-schema.js';
 import { EXIT_CONFIG, loadProfileWithNotes, ProfileError } from '../profile/load-profile.js';
 import { formatMigrationNote, type MigrationNote } from '../profile/migrate.js';
 import { migrateProfileText } from '../profile/migrate-text.js';
+import { readProfileFile } from '../profile/profile-chain.js';
 import { DOCS_BEGIN, DOCS_END, renderProfileReference, replaceReference } from '../profile/profile-docs.js';
+import { parseCommand } from './command-line.js';
 
 export { profileJsonSchema };
 
@@ -26,17 +28,17 @@ docs     Prints the field reference of profiles in Markdown; with --write,
          replaces the reference between the markers in FILE (docs/profiles.md).`;
 
 export async function runProfileCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { help: { type: 'boolean' }, write: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  });
+  const parsed = parseCommand('profile', HELP, () =>
+    parseArgs({
+      args: argv,
+      options: { help: { type: 'boolean' }, write: { type: 'boolean' } },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   const [subcommand, file] = positionals;
-  if (values.help) {
-    process.stdout.write(`${HELP}\n`);
-    return 0;
-  }
   try {
     if (subcommand === 'schema') {
       process.stdout.write(`${JSON.stringify(profileJsonSchema(), null, 2)}\n`);
@@ -68,16 +70,25 @@ export function describeNote(note: MigrationNote): string {
   return `${note.file}: ${formatMigrationNote(note)}`;
 }
 
+/**
+ * Formats a note for migrate. The formatVersion note of a load advises running
+ * migrate, so migrate prints the version change instead of that advice.
+ */
+function describeMigrateNote(note: MigrationNote): string {
+  if (note.path !== 'formatVersion') return describeNote(note);
+  return `${note.file}: formatVersion: changed from ${note.fromVersion} to ${note.toVersion}`;
+}
+
 async function migrateProfile(file: string, write: boolean): Promise<number> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readProfileFile(file);
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot be read (${(error as Error).message})`;
     throw new ProfileError(file, [{ path: '', message: `${reason}; pass the path of an existing profile` }]);
   }
   const migrated = migrateProfileText(text, file);
-  for (const note of migrated.notes) process.stderr.write(`${describeNote(note)}\n`);
+  for (const note of migrated.notes) process.stderr.write(`${describeMigrateNote(note)}\n`);
   if (!write) {
     process.stdout.write(migrated.text);
     return 0;

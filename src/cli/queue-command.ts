@@ -11,6 +11,7 @@ import type { Profile } from '../profile/schema.js';
 import { deliveryStates, type QueueItem } from '../spool/queue-operations.js';
 import { formatBytes } from '../spool/space-guard.js';
 import type { DeliveryState } from '../spool/types.js';
+import { describeParseError } from './command-line.js';
 import { openQueueBackend, type QueueBackend } from './queue-backend.js';
 
 const DEFAULT_PROFILE = '/etc/endocap/profile.yaml';
@@ -109,7 +110,7 @@ export async function runQueueCommand(argv: string[]): Promise<number> {
     });
   } catch (error) {
     const named = argv.find((arg) => !arg.startsWith('-'));
-    return usage(errorMessage(error), named !== undefined && named in subcommandOptions ? named : 'queue');
+    return usage(describeParseError(error), named !== undefined && named in subcommandOptions ? named : 'queue');
   }
   const { values } = parsed;
   const [subcommand, ...operands] = parsed.positionals;

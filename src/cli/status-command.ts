@@ -72,7 +72,8 @@ export function formatStatus(status: DaemonStatus): string {
     const counts = queue === undefined ? '' : `${queue.queued} queued, ${queue.setAside} set aside, ${queue.awaitingCommitment} awaiting commitment; `;
     const failures = sender.consecutiveFailures > 0 ? `, ${sender.consecutiveFailures} failures in a row` : '';
     const retry = sender.nextAttemptAt === undefined ? '' : `, next attempt ${sender.nextAttemptAt}`;
-    const error = sender.lastError === undefined ? '' : ` (${sender.lastError})`;
+    // lastError outlives later successes, so it is labelled rather than shown as the reason of lastResult.
+    const error = sender.lastError === undefined ? '' : `; last error: ${sender.lastError}`;
     lines.push(`destination ${sender.destination}: ${counts}last result ${sender.lastResult}${failures}${retry}${error}`);
   }
   if (status.lastError !== undefined) lines.push(`last error: ${status.lastError}`);

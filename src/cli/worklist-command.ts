@@ -5,6 +5,7 @@ import { createLogger } from '../log.js';
 import { EXIT_CONFIG } from '../profile/load-profile.js';
 import { WorklistCache, worklistServerKey } from '../worklist/worklist-cache.js';
 import type { WorklistEntry } from '../worklist/worklist-entry.js';
+import { describeParseError } from './command-line.js';
 import { ControlClient } from './control-client.js';
 import { loadProfileOrReport, requestDaemon } from './exam-command.js';
 import { controlSocketPath } from './queue-backend.js';
@@ -47,7 +48,7 @@ export async function runWorklistCommand(argv: string[]): Promise<number> {
       strict: true,
     });
   } catch (error) {
-    return usage(errorMessage(error));
+    return usage(describeParseError(error));
   }
   const { values, positionals } = parsed;
   if (values.help) {

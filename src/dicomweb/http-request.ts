@@ -79,18 +79,32 @@ function describeError(error: unknown, url: URL): string {
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-    case 'CERT_HAS_EXPIRED':
-    case 'ERR_TLS_CERT_ALTNAME_INVALID':
       return `TLS certificate of ${where} not trusted (${code}): set tls.caFile to the CA that signed it`;
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_NOT_YET_VALID':
+      return `TLS certificate of ${where} is outside its validity period (${code})`;
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return `TLS certificate of ${where} does not name the host ${url.hostname} (${code}): use a url with a host name the certificate carries`;
     default:
+      // OpenSSL's own message spans several lines and names source files, so a TLS failure shows only its code.
+      if (code !== undefined && /^ERR_(SSL|TLS|OSSL)_/.test(code)) return `TLS handshake with ${where} failed (${code})`;
       return `request to ${where} failed: ${errorMessage(error)}${code ? ` (${code})` : ''}`;
   }
 }
 
-function readResponse(response: IncomingMessage): Promise<Buffer> {
+/**
+ * Reads a response body. The body must end within `deadlineMs` of the
+ * headers: the inactivity timeout alone would let a server that sends a
+ * byte now and then hold the request open for ever.
+ */
+function readResponse(response: IncomingMessage, deadlineMs: number, host: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
+    const deadline = setTimeout(() => {
+      reject(new EndocapError(ErrorCodes.DICOMWEB_REQUEST_FAILED, `response of ${host} did not end within ${deadlineMs} ms of its headers`));
+    }, deadlineMs);
+    response.once('close', () => clearTimeout(deadline));
     response.on('data', (chunk: Buffer) => {
       if (length >= maxResponseBytes) return;
       chunks.push(chunk);
@@ -169,7 +183,7 @@ export function httpRequest(options: HttpRequestOptions): Promise<HttpRequestOut
     });
     request.on('continue', sendBody);
     request.on('response', (response) => {
-      readResponse(response).then(
+      readResponse(response, options.requestTimeoutMs, url.host).then(
         (responseBody) => finish({ kind: 'response', status: response.statusCode ?? 0, contentType: response.headers['content-type'], body: responseBody }),
         (error: unknown) => finish({ kind: 'failed', connected, reason: describeError(error, url) }),
       );

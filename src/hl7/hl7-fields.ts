@@ -81,15 +81,46 @@ export function requireIdentifier(segment: Hl7Segment, field: number, authority:
   throw new Hl7Error('AE', ErrorConditions.requiredFieldMissing, reason, { segment: segment.name, field });
 }
 
-/** Splits an HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) into a DICOM DA and TM; the offset is dropped. */
-export function dateTime(value: string): { date: string; time: string } {
-  const match = /^(\d{8})(\d{2,6}(?:\.\d{1,6})?)?/.exec(value.trim());
-  if (!match?.[1]) return { date: '', time: '' };
-  const time = (match[2] ?? '').replace(/^(\d{2}(?:\d{2})?)\d?$/, '$1');
+/** Field a date is read from, named in the AE for an invalid date: PID-7 is { segment: 'PID', field: 7 }. */
+export interface DateField {
+  segment: string;
+  field: number;
+}
+
+function isCalendarDate(text: string): boolean {
+  const year = Number(text.slice(0, 4));
+  const month = Number(text.slice(4, 6));
+  const day = Number(text.slice(6, 8));
+  if (month < 1 || month > 12 || day < 1) return false;
+  // Day 0 of the next month is the last day of this one.
+  return day <= new Date(Date.UTC(year, month, 0)).getUTCDate();
+}
+
+function isTimeOfDay(text: string): boolean {
+  const [hours, minutes = 0, seconds = 0] = (text.match(/\d\d/g) ?? []).map(Number);
+  return hours !== undefined && hours < 24 && minutes < 60 && seconds < 60;
+}
+
+/**
+ * Splits an HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) into a DICOM DA and
+ * TM; the offset is dropped. Empty when the value is empty or only a year or
+ * month. For any other value that is not a calendar date with a valid time
+ * of day it throws an AE Hl7Error naming the field, because DICOM objects
+ * must not get an invalid date.
+ */
+export function dateTime(value: string, source: DateField): { date: string; time: string } {
+  const text = value.trim();
+  // A year or a month alone is a valid DTM that a DICOM DA cannot hold.
+  if (text === '' || /^\d{4}(?:0[1-9]|1[0-2])?(?:[+-]\d{4})?$/.test(text)) return { date: '', time: '' };
+  const match = /^(\d{8})(\d{2,6}(?:\.\d{1,6})?)?(?:[+-]\d{4})?$/.exec(text);
+  const time = (match?.[2] ?? '').replace(/^(\d{2}(?:\d{2})?)\d?$/, '$1');
+  if (!match?.[1] || !isCalendarDate(match[1]) || (time !== '' && !isTimeOfDay(time))) {
+    throw new Hl7Error('AE', ErrorConditions.dataTypeError, `${source.segment}-${source.field} is not a valid date (YYYYMMDD, optionally followed by a time HHMM[SS])`, source);
+  }
   return { date: match[1], time };
 }
 
-/** Returns a DICOM DA from an HL7 date or date-time; empty unless it has at least a whole date. */
-export function date(value: string): string {
-  return dateTime(value).date;
+/** Returns a DICOM DA from an HL7 date or date-time, as dateTime. */
+export function date(value: string, source: DateField): string {
+  return dateTime(value, source).date;
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
+import { LogThrottle } from '../footswitch/log-throttle.js';
 import type { Logger } from '../log.js';
 import type { Hl7Config } from '../profile/hl7-schema.js';
 import type { WorklistEntry } from '../worklist/worklist-entry.js';
@@ -9,6 +10,9 @@ import { OrderStore } from './order-store.js';
 
 /** Interval of the removal of expired orders. */
 const PRUNE_INTERVAL_MS = 3_600_000;
+
+/** Shortest time between two log lines about rejected messages; the lines in between are counted. */
+const REJECTED_LOG_INTERVAL_MS = 10_000;
 
 /** Wait before trying again to bind a port that another program holds. */
 const REBIND_INTERVAL_MS = 10_000;
@@ -55,6 +59,7 @@ export class Hl7OrderService extends EventEmitter<Hl7OrderServiceEvents> {
   private stopped = false;
   private readonly rebindIntervalMs: number;
   private readonly counters = { messagesAccepted: 0, messagesRejected: 0 };
+  private readonly rejectedLog = new LogThrottle(REJECTED_LOG_INTERVAL_MS, Date.now);
 
   constructor(options: Hl7OrderServiceOptions) {
     super();
@@ -155,7 +160,9 @@ export class Hl7OrderService extends EventEmitter<Hl7OrderServiceEvents> {
       this.log.info(fields, 'HL7 message accepted');
     } else {
       this.counters.messagesRejected += 1;
-      this.log.warn({ ...fields, condition: outcome.condition, reason: outcome.reason }, 'HL7 message rejected');
+      // A sender that repeats a bad message for ever logs one line per interval, with the count.
+      const rejected = this.rejectedLog.add();
+      if (rejected !== undefined) this.log.warn({ ...fields, condition: outcome.condition, reason: outcome.reason, rejectedSinceLastLine: rejected }, 'HL7 message rejected');
     }
     this.emit('messageProcessed', { messageType: outcome.messageType, code: outcome.code, ...(outcome.condition ? { condition: outcome.condition } : {}) });
     if (outcome.cancelled.length > 0) this.emit('ordersCancelled', { orders: outcome.cancelled });

@@ -18,12 +18,17 @@ export interface MllpPushResult {
   frames: MllpFrame[];
   /** Bytes outside any frame that were discarded by this push. */
   discardedBytes: number;
+  /** Bytes of frames dropped by this push because a start block came before their end block. */
+  restartedFrameBytes: number[];
 }
 
 /**
  * Splits a TCP byte stream into MLLP frames: 0x0B, the message, 0x1C 0x0D.
  * A frame may arrive in any number of reads. Bytes outside a frame are
- * dropped and counted. Memory per connection stays below `maxMessageBytes`
+ * dropped and counted. A start block inside a frame (a control character
+ * that HL7 text cannot hold) means the sender gave up on that frame and
+ * began a new one: the unfinished frame is dropped, so that it does not
+ * swallow the next message. Memory per connection stays below `maxMessageBytes`
  * plus one byte: a longer frame is read to its end, and reported as
  * oversize with its first bytes, which hold the MSH segment.
  */
@@ -46,6 +51,7 @@ export class MllpFramer {
 
   push(chunk: Buffer): MllpPushResult {
     const frames: MllpFrame[] = [];
+    const restartedFrameBytes: number[] = [];
     let discardedBytes = 0;
     let position = 0;
     while (position < chunk.length) {
@@ -73,6 +79,14 @@ export class MllpFramer {
       }
 
       const end = chunk.indexOf(END_BLOCK, position);
+      const restart = chunk.indexOf(START_BLOCK, position);
+      if (restart !== -1 && (end === -1 || restart < end)) {
+        this.append(chunk.subarray(position, restart));
+        restartedFrameBytes.push(this.frameBytes);
+        this.begin();
+        position = restart + 1;
+        continue;
+      }
       if (end === -1) {
         this.append(chunk.subarray(position));
         break;
@@ -81,7 +95,7 @@ export class MllpFramer {
       position = end + 1;
       this.pendingEnd = true;
     }
-    return { frames, discardedBytes };
+    return { frames, discardedBytes, restartedFrameBytes };
   }
 
   /** Drops a frame that has started and not ended; returns its length in bytes. */

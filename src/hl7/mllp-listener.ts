@@ -6,6 +6,8 @@ import { CARRIAGE_RETURN, END_BLOCK, MllpFramer, START_BLOCK, type MllpFrame } f
 
 /** A frame that has started gets no more bytes for this long: it is dropped, and the connection stays open. */
 const FRAME_TIMEOUT_MS = 60_000;
+/** A connection idle this long may be closed to make room when every slot is taken. */
+const EVICT_IDLE_MS = 60_000;
 /** Minimum time between two warnings about discarded bytes on one connection. */
 const GARBAGE_WARNING_INTERVAL_MS = 10_000;
 /** Time an open connection gets at stop to finish the message it is processing. */
@@ -21,6 +23,8 @@ export interface MllpListenerOptions {
   /** Processes one frame and returns the bytes of its ACK, which the listener frames and sends. */
   handle: (frame: MllpFrame, connectionId: number) => Promise<Buffer>;
   log: Logger;
+  /** Idle time after which a connection may be closed to make room for a new one; one minute unless a test sets it. */
+  evictIdleMs?: number;
 }
 
 export interface MllpListenerStatus {
@@ -30,7 +34,7 @@ export interface MllpListenerStatus {
   connectionsRejected: number;
   /** Bytes received outside any frame and discarded. */
   bytesDiscarded: number;
-  /** Frames dropped because no end block arrived in time or the peer closed inside them. */
+  /** Frames dropped because no end block arrived in time, a new frame started inside them, or the peer closed inside them. */
   framesIncomplete: number;
 }
 
@@ -49,7 +53,7 @@ export class MllpListener extends EventEmitter<MllpListenerEvents> {
   private readonly options: MllpListenerOptions;
   private readonly log: Logger;
   private server: net.Server | undefined;
-  private readonly sockets = new Map<number, { socket: net.Socket; busy: Promise<void> }>();
+  private readonly sockets = new Map<number, { socket: net.Socket; busy: Promise<void>; lastActivity: number; working: boolean }>();
   private nextConnectionId = 1;
   private boundPort: number | undefined;
   private readonly counters = { connectionsRejected: 0, bytesDiscarded: 0, framesIncomplete: 0 };
@@ -107,13 +111,13 @@ export class MllpListener extends EventEmitter<MllpListenerEvents> {
       this.reject(socket, peer, 'not-allowed');
       return;
     }
-    if (this.sockets.size >= this.options.maxConnections) {
+    if (this.sockets.size >= this.options.maxConnections && !this.evictIdlest()) {
       this.reject(socket, peer, 'too-many');
       return;
     }
 
     const connectionId = this.nextConnectionId++;
-    const connection = { socket, busy: Promise.resolve() };
+    const connection = { socket, busy: Promise.resolve(), lastActivity: Date.now(), working: false };
     this.sockets.set(connectionId, connection);
     const log = this.log.child({ connectionId });
     log.info({ peer }, 'HL7 connection opened');
@@ -131,8 +135,13 @@ export class MllpListener extends EventEmitter<MllpListenerEvents> {
       log.warn({ bytes, timeoutMs: FRAME_TIMEOUT_MS }, 'incomplete MLLP frame dropped: no end block in time');
     });
     socket.on('data', (chunk: Buffer) => {
+      connection.lastActivity = Date.now();
       log.trace({ bytes: chunk.length }, 'MLLP bytes received');
-      const { frames, discardedBytes } = framer.push(chunk);
+      const { frames, discardedBytes, restartedFrameBytes } = framer.push(chunk);
+      for (const bytes of restartedFrameBytes) {
+        this.counters.framesIncomplete += 1;
+        log.warn({ bytes }, 'incomplete MLLP frame dropped: a new frame started before its end block');
+      }
       if (discardedBytes > 0) {
         this.counters.bytesDiscarded += discardedBytes;
         discardedSinceWarning += discardedBytes;
@@ -145,7 +154,10 @@ export class MllpListener extends EventEmitter<MllpListenerEvents> {
       }
       if (frames.length === 0) return;
       socket.pause();
+      connection.working = true;
       connection.busy = this.answer(socket, frames, connectionId, log).finally(() => {
+        connection.working = false;
+        connection.lastActivity = Date.now();
         if (!socket.destroyed) socket.resume();
       });
     });
@@ -171,8 +183,28 @@ export class MllpListener extends EventEmitter<MllpListenerEvents> {
         continue;
       }
       if (socket.destroyed) return;
-      socket.write(Buffer.concat([Buffer.from([START_BLOCK]), ack, Buffer.from([END_BLOCK, CARRIAGE_RETURN])]));
+      const flushed = socket.write(Buffer.concat([Buffer.from([START_BLOCK]), ack, Buffer.from([END_BLOCK, CARRIAGE_RETURN])]));
+      // A peer that does not read its ACKs is not read from either, so unsent ACKs cannot pile up in memory.
+      if (!flushed) await waitForDrain(socket);
     }
+  }
+
+  /**
+   * Makes room for a new connection by closing the one idle for longest, when
+   * it has been idle for at least a minute. An interface engine that lost its
+   * connection without a FIN (a switch restart, a NAT time-out) reconnects and
+   * must not find every slot held by its dead connections.
+   */
+  private evictIdlest(): boolean {
+    let idlest: { socket: net.Socket; lastActivity: number; working: boolean } | undefined;
+    for (const connection of this.sockets.values()) {
+      if (connection.working) continue;
+      if (idlest === undefined || connection.lastActivity < idlest.lastActivity) idlest = connection;
+    }
+    if (idlest === undefined || Date.now() - idlest.lastActivity < (this.options.evictIdleMs ?? EVICT_IDLE_MS)) return false;
+    this.log.warn({ idleMs: Date.now() - idlest.lastActivity, maxConnections: this.options.maxConnections }, 'idle HL7 connection closed to make room for a new one');
+    idlest.socket.destroy();
+    return true;
   }
 
   private reject(socket: net.Socket, peer: string, reason: 'not-allowed' | 'too-many'): void {
@@ -186,4 +218,17 @@ export class MllpListener extends EventEmitter<MllpListenerEvents> {
 /** Compares IPv4 peers that arrive as IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) with their plain form. */
 function normalizeAddress(address: string): string {
   return address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, '$1').toLowerCase();
+}
+
+/** Resolves when the socket's write buffer has drained, or when it closes. */
+function waitForDrain(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
 }

@@ -178,15 +178,16 @@ function orderBase(message: Hl7Message, group: OrderGroup, obr: Hl7Segment, conf
   const orc = group[0] as Hl7Segment;
   // Start of the procedure: TQ1-7 (v2.5 and later), else the start component of OBR-27 or ORC-7 (TQ, v2.4 and earlier).
   const tq1 = segmentIn(message, group, 'TQ1');
-  const start = dateTime(tq1?.value(7) || obr.value(27, 4) || orc.value(7, 4));
+  const startSource = tq1?.value(7) ? { segment: 'TQ1', field: 7 } : obr.value(27, 4) ? { segment: 'OBR', field: 27 } : { segment: 'ORC', field: 7 };
+  const start = dateTime(tq1?.value(7) || obr.value(27, 4) || orc.value(7, 4), startSource);
   const description = dicomText(obr.value(4, 2) || obr.value(4, 5));
   const requestedCode = codedEntries(obr, 4);
   return {
-    patientName: xpnName(pid, 5),
+    patientName: personNameChecked(xpnName(pid, 5), 'PID-5'),
     patientId: patient.id,
     issuerOfPatientId: patient.issuer,
-    patientBirthDate: date(pid.value(7)),
-    patientSex: dicomText(pid.value(8)).toUpperCase(),
+    patientBirthDate: date(pid.value(7), { segment: 'PID', field: 7 }),
+    patientSex: administrativeSex(pid.value(8)),
     referringPhysicianName: pv1 ? xcnName(pv1, 8) : '',
     requestingPhysician: orc.present(12) ? xcnName(orc, 12) : xcnName(obr, 16),
     admissionId: dicomText(pv1?.value(19) ?? ''),
@@ -234,9 +235,9 @@ function patientUpdate(pid: Hl7Segment, config: OrderMappingConfig): PatientUpda
   const update: PatientUpdate = { patient: requireIdentifier(pid, 3, config.patientIdAuthority) };
   checked(update.patient.id, 'PID-3', LO_LENGTH);
   // A field left out keeps the stored value; the HL7 null "" clears it.
-  if (pid.present(5)) update.patientName = xpnName(pid, 5);
-  if (pid.present(7)) update.patientBirthDate = date(pid.value(7));
-  if (pid.present(8)) update.patientSex = dicomText(pid.value(8)).toUpperCase();
+  if (pid.present(5)) update.patientName = personNameChecked(xpnName(pid, 5), 'PID-5');
+  if (pid.present(7)) update.patientBirthDate = date(pid.value(7), { segment: 'PID', field: 7 });
+  if (pid.present(8)) update.patientSex = administrativeSex(pid.value(8));
   return update;
 }
 
@@ -292,4 +293,24 @@ function checked(value: string, field: string, maxLength: number): string {
     });
   }
   return value;
+}
+
+/** DICOM PN allows 64 characters per component group (PS3.5 6.2). */
+const PN_GROUP_LENGTH = 64;
+
+function personNameChecked(name: string, field: string): string {
+  return checked(name, field, PN_GROUP_LENGTH);
+}
+
+/**
+ * HL7 table 0001 (administrative sex) to DICOM PatientSex (M, F, O or
+ * empty): A, N, O and X become O, U (unknown) becomes empty. Any other value
+ * is answered AE rather than written into objects.
+ */
+function administrativeSex(value: string): string {
+  const code = dicomText(value).trim().toUpperCase();
+  if (code === '' || code === 'U') return '';
+  if (code === 'M' || code === 'F') return code;
+  if (code === 'O' || code === 'A' || code === 'N' || code === 'X') return 'O';
+  throw new Hl7Error('AE', ErrorConditions.tableValueNotFound, 'PID-8 is not an administrative sex code of HL7 table 0001 (F, M, O, U, A, N, X)', { segment: 'PID', field: 8 });
 }

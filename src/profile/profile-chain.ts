@@ -1,4 +1,5 @@
-import { readFile, realpath } from 'node:fs/promises';
+import { open, realpath } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { ProfileProblem } from './load-profile.js';
@@ -15,6 +16,35 @@ export interface ChainFile {
 
 /** The files of a chain, base first, or the problems that stopped reading it. */
 export type ChainResult = { files: ChainFile[] } | { problems: ProfileProblem[] };
+
+/** Largest profile file read; hand-written profiles are a few kilobytes. */
+export const maxProfileBytes = 1024 * 1024;
+
+/**
+ * Reads a profile file as UTF-8 text. Only a regular file up to
+ * `maxProfileBytes` is read, so that a device (/dev/zero), a FIFO or a huge
+ * file gives an error instead of a hang or a process out of memory. Throws
+ * an Error with a message that names the reason and the fix.
+ */
+export async function readProfileFile(file: string): Promise<string> {
+  // O_NONBLOCK, so that opening a FIFO without a writer does not wait; for a regular file it changes nothing.
+  const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`not a regular file but ${info.isDirectory() ? 'a directory' : 'a device, FIFO or socket'}`);
+    if (info.size > maxProfileBytes) throw new Error(`${info.size} bytes, more than the ${maxProfileBytes} a profile may have`);
+    const bytes = Buffer.alloc(maxProfileBytes + 1);
+    const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
+    if (bytesRead > maxProfileBytes) throw new Error(`more than the ${maxProfileBytes} bytes a profile may have`);
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, bytesRead));
+    } catch {
+      throw new Error('not UTF-8 text; save the file as UTF-8');
+    }
+  } finally {
+    await handle.close();
+  }
+}
 
 /** Parses YAML (or JSON) text; returns the problem instead of throwing. */
 export function parseProfileText(text: string, file: string): { parsed: unknown } | { problem: ProfileProblem } {
@@ -40,7 +70,7 @@ export async function readProfileChain(file: string): Promise<ChainResult> {
     let text: string;
     let identity: string;
     try {
-      text = await readFile(current.absolute, 'utf8');
+      text = await readProfileFile(current.absolute);
       // The real path, so that a symbolic link back into the chain is seen as a cycle.
       identity = await realpath(current.absolute);
     } catch (error) {

@@ -29,6 +29,7 @@ t.test('echo checks STOW-RS destinations with QIDO-RS', async (t) => {
         web('orthanc', `http://127.0.0.1:${orthanc.httpPort}/dicom-web/`),
         web('locked', locked.url, { auth: { kind: 'bearer', tokenFile } }),
         web('closed', `http://127.0.0.1:${closedPort}/dicom-web`),
+        web('plain', `https://127.0.0.1:${orthanc.httpPort}/dicom-web`),
       ],
     },
   });
@@ -37,10 +38,11 @@ t.test('echo checks STOW-RS destinations with QIDO-RS', async (t) => {
 
   t.equal(result.code, 1, 'a failed destination makes the exit code 1');
   const lines = result.stdout.trim().split('\n');
-  t.equal(lines.length, 3, result.stdout);
+  t.equal(lines.length, 4, result.stdout);
   t.match(lines[0], /^destination orthanc \(http:\/\/127\.0\.0\.1:\d+\/dicom-web\/studies\?limit=1\): ok in \d+ ms$/);
   t.match(lines[1], /^destination locked .*: FAILED in \d+ ms: credentials rejected: server answered HTTP 401; check auth of destination locked$/);
   t.match(lines[2], /^destination closed .*: FAILED in \d+ ms: connection to 127\.0\.0\.1:\d+ refused \(ECONNREFUSED\)$/);
+  t.match(lines[3], /^destination plain .*: FAILED in \d+ ms: TLS handshake with 127\.0\.0\.1:\d+ failed \(ERR_SSL_WRONG_VERSION_NUMBER\)$/, 'https to a plain HTTP server is a TLS failure on one line');
   t.equal(locked.requests[0]?.method, 'GET');
   t.equal(locked.requests[0]?.headers['authorization'], 'Bearer echo-secret-token', 'the token is sent');
   t.notOk(result.stdout.includes('echo-secret-token') || result.stderr.includes('echo-secret-token'), 'the token is not printed');

@@ -1,4 +1,6 @@
 import { createReadStream } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -342,4 +344,36 @@ t.test('abort ends a request in progress', async (t) => {
 
   t.same(outcomes(results), [['a', 'transient'], ['b', 'transient']], 'objects without a response stay queued');
   t.equal(results[0]?.reason, 'sending stopped');
+});
+
+t.test('response body that trickles without end times out as transient', async (t) => {
+  // A plain node:http server, because the scripted one sends whole responses: this one sends a 200 header
+  // and then one byte of a chunked body every 100 ms, always inside requestTimeoutMs, never ending.
+  const timers = new Set<NodeJS.Timeout>();
+  const trickler = http.createServer((request, response) => {
+    request.resume();
+    request.once('end', () => {
+      response.writeHead(200, { 'Content-Type': 'application/dicom+json' });
+      const timer = setInterval(() => response.write(' '), 100);
+      timers.add(timer);
+      response.once('close', () => clearInterval(timer));
+    });
+  });
+  await new Promise<void>((resolve) => trickler.listen(0, '127.0.0.1', resolve));
+  t.teardown(async () => {
+    for (const timer of timers) clearInterval(timer);
+    trickler.closeAllConnections();
+    await new Promise<void>((resolve) => trickler.close(() => resolve()));
+  });
+  const { port } = trickler.address() as AddressInfo;
+  const { client: web } = client(stowDestination(`http://127.0.0.1:${port}/dicom-web`, { requestTimeoutMs: 400 }));
+  const stopper = new AbortController();
+  // Only a safety net so that a regression fails instead of hanging the suite.
+  const safety = setTimeout(() => stopper.abort(), 20_000);
+  t.teardown(() => clearTimeout(safety));
+
+  const results = await web.transfer([lazy(still(0), 'a')], { signal: stopper.signal, onResult: () => undefined });
+
+  t.same(outcomes(results), [['a', 'transient']]);
+  t.match(results[0]?.reason, /^response of 127\.0\.0\.1:\d+ did not end within 400 ms of its headers$/);
 });

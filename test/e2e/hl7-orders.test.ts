@@ -96,7 +96,7 @@ t.test('HL7 orders give captured objects their patient and accession', async (t)
   await press(pedal);
   await daemon.waitForLog('still captured', 2);
   const status = await cli(['exam', 'status']);
-  t.match(status.stdout, /hl7: listening on port \d+, 1 open orders, 3 messages accepted, 0 rejected/);
+  t.match(status.stdout, /hl7: listening on port \d+, 1 open order, 3 messages accepted, 0 rejected/);
   t.match((await cli(['exam', 'end'])).stdout, /ended: completed, 1 object/);
   await cli(['exam', 'start', '--accession', utf8Order.accessionNumber]).then(
     () => t.fail('a cancelled order must not be selectable'),

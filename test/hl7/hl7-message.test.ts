@@ -103,3 +103,32 @@ t.test('ACK escapes delimiters in the reason and swaps the applications', async 
   t.equal(msaLine, 'MSA|AE|C9|a\\F\\b\\S\\c ?');
   t.equal(errLine, 'ERR|PID^1^3^101&Required field missing&HL70357|PID^1^3|101^Required field missing^HL70357|E||||a\\F\\b\\S\\c ?');
 });
+
+t.test('mapping answers AE naming the field for a date that is not on the calendar', async (t) => {
+  const parse = (pid7: string, tq17 = '') =>
+    parseMessage(Buffer.from(['MSH|^~\\&|RIS|HOSP|||||ORM^O01|C1|P|2.5', `PID|1||ID1||Doe^Jane||${pid7}`, 'ORC|NW|P1', `TQ1|1||||||${tq17}`, 'OBR|1|P1||||||||||||||||ACC1'].join('\r'), 'latin1'), 'ASCII').message;
+  for (const bad of ['20261345', '20260230', '2026-12-04', '19700101x']) {
+    t.match(thrown(() => mapMessage(parse(bad), mapping)), { ack: 'AE', message: /^PID-7 is not a valid date \(YYYYMMDD/, location: { segment: 'PID', field: 7 } }, bad);
+  }
+  t.match(thrown(() => mapMessage(parse('19700101', '202612042561'), mapping)), { ack: 'AE', message: /^TQ1-7 is not a valid date/, location: { segment: 'TQ1', field: 7 } }, 'minute 61');
+
+  const event = mapMessage(parse('20240229', '20261204103000.5+0100'), mapping);
+  const entry = event.kind === 'orders' && event.actions[0]?.kind === 'place' ? event.actions[0].entries[0] : undefined;
+  t.equal(entry?.patientBirthDate, '20240229', 'a leap day is a date');
+  t.match(entry?.step, { startDate: '20261204', startTime: '103000.5' }, 'seconds, fraction and offset are read');
+  const yearOnly = mapMessage(parse('1970'), mapping);
+  const yearEntry = yearOnly.kind === 'orders' && yearOnly.actions[0]?.kind === 'place' ? yearOnly.actions[0].entries[0] : undefined;
+  t.equal(yearEntry?.patientBirthDate, '', 'a year alone is valid HL7 but no DICOM date, so it is left out');
+});
+
+t.test('mapping turns PID-8 into a DICOM sex code and answers AE for other values and long names', async (t) => {
+  const parse = (pid5: string, pid8: string) =>
+    parseMessage(Buffer.from(['MSH|^~\\&|RIS|HOSP|||||ORM^O01|C1|P|2.5', `PID|1||ID1||${pid5}||19700101|${pid8}`, 'ORC|NW|P1', 'OBR|1|P1||||||||||||||||ACC1'].join('\r'), 'latin1'), 'ASCII').message;
+  const sexOf = (pid8: string): string | undefined => {
+    const event = mapMessage(parse('Doe^Jane', pid8), mapping);
+    return event.kind === 'orders' && event.actions[0]?.kind === 'place' ? event.actions[0].entries[0]?.patientSex : undefined;
+  };
+  t.same(['F', 'm', 'U', '', 'A', 'N', 'X', 'O'].map(sexOf), ['F', 'M', '', '', 'O', 'O', 'O', 'O']);
+  t.match(thrown(() => mapMessage(parse('Doe^Jane', 'female'.repeat(20)), mapping)), { ack: 'AE', message: /^PID-8 is not an administrative sex code/, location: { segment: 'PID', field: 8 } });
+  t.match(thrown(() => mapMessage(parse(`${'D'.repeat(40)}^${'J'.repeat(30)}`, 'F'), mapping)), { ack: 'AE', message: /^PID-5 is longer than 64 characters/, location: { segment: 'PID', field: 5 } });
+});

@@ -64,3 +64,20 @@ t.test('framer reset drops a partial frame', async (t) => {
   t.equal(framer.reset(), 2);
   t.same(messages(framer.push(framed('MSH|c')).frames), ['MSH|c']);
 });
+
+t.test('framer drops a frame cut short by a new start block and reads the next message whole', async (t) => {
+  // The sender gave up on "MSH|cut" (no end block) and sent "MSH|whole" as a new frame.
+  const bytes = Buffer.concat([Buffer.from([0x0b]), Buffer.from('MSH|cut\rPID|', 'latin1'), framed('MSH|whole')]);
+  for (let cut = 1; cut < bytes.length; cut += 1) {
+    const framer = new MllpFramer({ maxMessageBytes: 1_024 });
+    const first = framer.push(bytes.subarray(0, cut));
+    const second = framer.push(bytes.subarray(cut));
+    const frames = [...first.frames, ...second.frames];
+    const restarted = [...first.restartedFrameBytes, ...second.restartedFrameBytes];
+    if (messages(frames).join(',') !== 'MSH|whole' || restarted.join(',') !== '12') {
+      t.fail(`cut at ${cut}: frames ${messages(frames).join(',')}, dropped ${restarted.join(',')}`);
+      return;
+    }
+  }
+  t.pass('at every split the cut frame is dropped (12 bytes) and the next one read alone');
+});

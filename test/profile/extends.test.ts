@@ -1,4 +1,5 @@
-import { symlink } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { loadProfile, loadProfileWithNotes, parseProfile, ProfileError } from '../../src/profile/load-profile.js';
@@ -200,4 +201,31 @@ t.test('extends resolves paths from the file that sets them', async (t) => {
 
 t.test('parseProfile rejects extends', async (t) => {
   t.throws(() => parseProfile(ROOM, 'room.yaml'), /room\.yaml: extends: a base profile is read only when the profile is loaded from its file/);
+});
+
+t.test('extends reports a base that is a device, a FIFO, a folder, too large or not UTF-8, without reading it whole', async (t) => {
+  const directory = t.testdir({
+    'device.yaml': 'formatVersion: 2\nextends: /dev/zero\n',
+    'fifo.yaml': 'formatVersion: 2\nextends: base.fifo\n',
+    'folder.yaml': 'formatVersion: 2\nextends: bases\n',
+    'large.yaml': 'formatVersion: 2\nextends: large-base.yaml\n',
+    'latin1.yaml': 'formatVersion: 2\nextends: latin1-base.yaml\n',
+    'large-base.yaml': `formatVersion: 2\n# ${'x'.repeat(2 * 1024 * 1024)}\n`,
+    bases: {},
+  });
+  await writeFile(path.join(directory, 'latin1-base.yaml'), Buffer.from('formatVersion: 2\nstation:\n  institutionName: "Universit\xe4tsklinik"\n', 'latin1'));
+  // A FIFO with no writer: opening it for reading the usual way waits for ever.
+  execFileSync('mkfifo', [path.join(directory, 'base.fifo')]);
+  const cases: Array<[string, RegExp]> = [
+    ['device.yaml', /: extends: base profile \/dev\/zero cannot be read \(not a regular file but a device, FIFO or socket\)/],
+    ['fifo.yaml', /: extends: base profile .*base\.fifo cannot be read \(not a regular file but a device, FIFO or socket\)/],
+    ['folder.yaml', /: extends: base profile .*bases cannot be read \(not a regular file but a directory\)/],
+    ['large.yaml', /: extends: base profile .*large-base\.yaml cannot be read \(\d+ bytes, more than the 1048576 a profile may have\)/],
+    ['latin1.yaml', /: extends: base profile .*latin1-base\.yaml cannot be read \(not UTF-8 text; save the file as UTF-8\)/],
+  ];
+  for (const [file, expected] of cases) {
+    const error = await loadProfile(path.join(directory, file)).catch((caught: unknown) => caught);
+    t.type(error, ProfileError, file);
+    t.match((error as Error).message, expected, file);
+  }
 });

@@ -90,6 +90,8 @@ t.test('profile migrate writes the file', async (t) => {
   t.equal(first.code, 0, first.stderr);
   t.equal(first.stdout, '', 'nothing on stdout with --write');
   t.match(first.stderr, `${file}: destinations.1.kind: added "kind: dicom"`);
+  t.equal(first.stderr.split('\n')[0], `${file}: formatVersion: changed from 1 to 2`, 'no advice to run migrate again');
+  t.notMatch(first.stderr, 'migrated in memory');
   t.equal(await readFile(file, 'utf8'), await readFile(path.join(root, version2), 'utf8'));
   t.equal((await stat(file)).mode & 0o777, 0o640, 'file mode kept');
   t.same(await readdir(directory), ['profile.yaml'], 'no temporary file left');
@@ -114,4 +116,10 @@ t.test('profile migrate rejects unparsable file', async (t) => {
   const result = await runCli('profile', 'migrate', file, '--write');
   t.equal(result.code, 78);
   t.match(result.stderr, `${file}: (top level): not valid YAML or JSON:`);
+});
+
+t.test('profile rejects an unknown option', async (t) => {
+  const result = await runCli('profile', 'check', version1, '--bogus');
+  t.equal(result.code, 64, 'a usage error, not a crash');
+  t.equal(result.stderr.split('\n')[0], 'endocap profile: unknown option "--bogus"');
 });

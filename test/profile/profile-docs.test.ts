@@ -1,7 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { z } from 'zod';
+import { loadProfile } from '../../src/profile/load-profile.js';
 import { extractReference, renderProfileReference, replaceReference } from '../../src/profile/profile-docs.js';
 import { profileSchema } from '../../src/profile/schema.js';
 
@@ -78,4 +79,19 @@ t.test('profile reference replaced between markers', async (t) => {
   t.equal(extractReference(updated ?? ''), 'NEW\n');
   t.equal(updated?.slice(0, 200), document.slice(0, 200), 'prose before the markers kept');
   t.equal(replaceReference('no markers', 'NEW\n'), undefined);
+});
+
+t.test('docs/profiles.md examples are valid', async (t) => {
+  const document = await readFile(path.join(root, 'docs/profiles.md'), 'utf8');
+  const examples = [...document.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1] ?? '');
+  t.ok(examples.length >= 2, 'the page has its examples');
+
+  // Each example sits beside a copy of the shipped bases, as in hw-profiles/.
+  const directory = t.testdir({});
+  await cp(path.join(root, 'hw-profiles/base'), path.join(directory, 'base'), { recursive: true });
+  for (const [index, example] of examples.entries()) {
+    const file = path.join(directory, `example-${index}.yaml`);
+    await writeFile(file, example);
+    await t.resolves(loadProfile(file), `example ${index + 1} loads`);
+  }
 });
