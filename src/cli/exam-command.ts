@@ -145,7 +145,7 @@ function describe(request: ControlRequest, result: unknown, json: boolean): stri
 function describeStatus(status: ControlResults['exam-status']): string {
   const lines: string[] = [];
   const { exam } = status;
-  lines.push(exam.active ? `exam: ${exam.examId} open since ${exam.openedAt}, selected by ${exam.source}; ${exam.stills} stills, ${exam.clips} clips` : 'exam: none open');
+  lines.push(exam.active ? `exam: ${exam.examId} open since ${exam.openedAt}, selected by ${exam.source}; ${exam.stills} still${exam.stills === 1 ? '' : 's'}, ${exam.clips} clip${exam.clips === 1 ? '' : 's'}` : 'exam: none open');
   if (status.worklist) {
     const worklist = status.worklist;
     const age = worklist.cacheAgeMs === undefined ? 'no successful query yet' : `last successful query ${Math.round(worklist.cacheAgeMs / 60_000)} min ago`;

@@ -64,6 +64,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./devices-command.js')).runDevicesCommand(rest);
     case 'version':
     case '--version':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        process.stdout.write('Usage: endocap version\n\nPrints the version of endocap and exits.\n');
+        return 0;
+      }
       process.stdout.write(`${SOFTWARE_VERSION}\n`);
       return 0;
     case undefined:

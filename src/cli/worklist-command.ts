@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { EXIT_CONFIG } from '../profile/load-profile.js';
+import { OrderStore } from '../hl7/order-store.js';
 import { WorklistCache, worklistServerKey } from '../worklist/worklist-cache.js';
 import type { WorklistEntry } from '../worklist/worklist-entry.js';
 import { describeParseError } from './command-line.js';
@@ -19,10 +20,12 @@ const HELP = `Usage: endocap worklist refresh [--profile FILE]
 
   refresh        Queries the worklist server now, through the running daemon,
                  and prints how many procedures it returned.
-  list           Prints the procedures of the last successful query, one per
-                 line: accession number, scheduled start, modality, station,
-                 step description. Read from the running daemon, or from the
-                 worklist cache in the state folder when it is stopped.
+  list           Prints the procedures of the last successful query, then the
+                 open HL7 orders (marked "(HL7 order)"), one per line:
+                 accession number, scheduled start, modality, station, step
+                 description. Read from the running daemon, or from the
+                 worklist cache and order file in the state folder when it is
+                 stopped.
 
 Options:
   --names          Also print patient name and ID. They are patient data: do
@@ -62,8 +65,8 @@ export async function runWorklistCommand(argv: string[]): Promise<number> {
 
   const profile = await loadProfileOrReport(values.profile);
   if (profile === undefined) return EXIT_CONFIG;
-  if (!profile.worklist) {
-    process.stderr.write(`endocap worklist ${subcommand}: the profile has no worklist section\n`);
+  if (!profile.worklist && (subcommand === 'refresh' || !profile.hl7)) {
+    process.stderr.write(`endocap worklist ${subcommand}: the profile has no worklist section${subcommand === 'list' ? ' and no hl7 section' : ''}\n`);
     return EXIT_FAILURE;
   }
   try {
@@ -73,13 +76,17 @@ export async function runWorklistCommand(argv: string[]): Promise<number> {
       process.stdout.write(`${result.entries} procedures in ${result.durationMs} ms${notes.length > 0 ? ` (${notes.join(', ')})` : ''}\n`);
       return 0;
     }
-    const { entries, fetchedAt } = await readEntries(profile);
+    const { entries, fetchedAt, orders } = await readEntries(profile);
     if (values.json === true) {
-      process.stdout.write(`${JSON.stringify({ fetchedAt, entries }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ fetchedAt, entries, orders }, null, 2)}\n`);
       return 0;
     }
     for (const entry of entries) process.stdout.write(`${formatEntry(entry, values.names === true)}\n`);
-    process.stderr.write(`${entries.length} procedures${fetchedAt === undefined ? '' : ` from the query of ${fetchedAt}`}\n`);
+    for (const entry of orders ?? []) process.stdout.write(`${formatEntry(entry, values.names === true)}  (HL7 order)\n`);
+    const summary = [];
+    if (profile.worklist) summary.push(`${plural(entries.length, 'procedure')}${fetchedAt === undefined ? '' : ` from the query of ${fetchedAt}`}`);
+    if (orders !== undefined) summary.push(`${plural(orders.length, 'open HL7 order')}`);
+    process.stderr.write(`${summary.join('; ')}\n`);
     return 0;
   } catch (error) {
     process.stderr.write(`endocap worklist ${subcommand}: ${errorMessage(error)}\n`);
@@ -87,18 +94,27 @@ export async function runWorklistCommand(argv: string[]): Promise<number> {
   }
 }
 
-async function readEntries(profile: Parameters<typeof requestDaemon>[0]): Promise<{ entries: WorklistEntry[]; fetchedAt?: string }> {
+async function readEntries(profile: Parameters<typeof requestDaemon>[0]): Promise<{ entries: WorklistEntry[]; fetchedAt?: string; orders?: WorklistEntry[] }> {
   const client = await ControlClient.connect(controlSocketPath(profile));
   if (client) {
     client.close();
     return requestDaemon(profile, { command: 'worklist-list' });
   }
+  // The daemon is stopped: the worklist cache and the order file it left.
+  const orders = profile.hl7 ? { orders: await OrderStore.readEntries(profile.stateDirectory) } : {};
   const worklist = profile.worklist;
-  if (!worklist) return { entries: [] };
+  if (!worklist) return { entries: [], ...orders };
   const log = createLogger('warn', pino.destination({ fd: 2, sync: true }));
   const cached = await new WorklistCache({ stateDirectory: profile.stateDirectory, log }).load(worklistServerKey(worklist));
-  if (!cached) throw new Error('the daemon is not running and there is no worklist cache');
-  return { entries: cached.entries, fetchedAt: cached.fetchedAt };
+  if (!cached) {
+    if (profile.hl7) return { entries: [], ...orders };
+    throw new Error('the daemon is not running and there is no worklist cache');
+  }
+  return { entries: cached.entries, fetchedAt: cached.fetchedAt, ...orders };
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }
 
 /** `<accession>  <YYYYMMDD HHMM>  <modality>  <station AE>  <step description>[  <patient name>  <patient ID>]` */

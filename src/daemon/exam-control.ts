@@ -18,7 +18,7 @@ import type { ExamWorkflow } from './exam-workflow.js';
  *   {"command":"exam-status"}
  *     → {"exam":ExamStatus,"worklist"?:WorklistStatus,"mpps"?:MppsSenderStatus,"barcode"?:BarcodeScannerStatus,"hl7"?:Hl7Status}
  *   {"command":"worklist-refresh"}  → WorklistUpdated: counts and warning codes of the query
- *   {"command":"worklist-list"}     → {"fetchedAt"?,"entries":[WorklistEntry]}
+ *   {"command":"worklist-list"}     → {"fetchedAt"?,"entries":[WorklistEntry],"orders"?:[WorklistEntry]}: worklist entries, and open HL7 orders
  * Only worklist-list returns patient data: the socket is local to the box, mode 0660.
  */
 
@@ -48,7 +48,7 @@ export interface ExamControlResults {
   'exam-end': EndResult;
   'exam-status': ExamControlStatus;
   'worklist-refresh': WorklistUpdated;
-  'worklist-list': { fetchedAt?: string; entries: WorklistEntry[] };
+  'worklist-list': { fetchedAt?: string; entries: WorklistEntry[]; orders?: WorklistEntry[] };
 }
 
 /** Runs one exam request of the control socket. */
@@ -76,9 +76,14 @@ export async function runExamControl(workflow: ExamWorkflow | undefined, request
       return { entries: result.entries.length, matches: result.matches, malformed: result.malformed, truncated: result.truncated, warnings: result.warnings, durationMs: result.durationMs };
     }
     case 'worklist-list': {
-      const worklist = requireWorklist(workflow);
-      const fetchedAt = worklist.status().fetchedAt;
-      return fetchedAt === undefined ? { entries: [...worklist.entries] } : { fetchedAt, entries: [...worklist.entries] };
+      const { worklist, hl7 } = workflow;
+      if (!worklist && !hl7) requireWorklist(workflow);
+      const fetchedAt = worklist?.status().fetchedAt;
+      return {
+        ...(fetchedAt === undefined ? {} : { fetchedAt }),
+        entries: [...(worklist?.entries ?? [])],
+        ...(hl7 ? { orders: [...hl7.entries] } : {}),
+      };
     }
   }
 }

@@ -1,4 +1,4 @@
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import { z } from 'zod';
@@ -81,6 +81,30 @@ export class OrderStore {
     const store = new OrderStore(db, options);
     await store.prune();
     return store;
+  }
+
+  /**
+   * Reads the open orders' entries without changing the file, for the
+   * console when the daemon is stopped. A missing file has no orders.
+   */
+  static async readEntries(stateDirectory: string): Promise<WorklistEntry[]> {
+    let text: string;
+    try {
+      text = await readFile(path.join(stateDirectory, 'hl7-orders.json'), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      // JSON.parse quotes the text around the error, which is patient data here.
+      throw new Error('the HL7 order file is not valid JSON');
+    }
+    const parsed = orderFileSchema.safeParse(json);
+    if (!parsed.success) throw new Error(`the HL7 order file has ${parsed.error.issues.length} invalid field(s)`);
+    return parsed.data.orders.map((order) => order.entry);
   }
 
   /** The open orders' procedure entries. */

@@ -29,15 +29,31 @@ export const CURRENT_FORMAT_VERSION = 2;
 const durationMs = z.number().int().nonnegative();
 const positiveMs = z.number().int().positive();
 
-export const retrySchema = z
-  .strictObject({
-    initialMs: positiveMs.default(1_000).describe('Wait in ms before the first retry.'),
-    maxMs: positiveMs.default(60_000).describe('Longest wait in ms between two attempts.'),
-    multiplier: z.number().min(1).max(10).default(2).describe('Factor applied to the wait after each failed attempt, up to maxMs.'),
-  })
-  .describe('Exponential backoff with jitter between attempts.');
+interface RetryDefaults {
+  initialMs: number;
+  maxMs: number;
+  multiplier: number;
+}
 
-const retryDefaults = { initialMs: 1_000, maxMs: 60_000, multiplier: 2 };
+/**
+ * Backoff settings whose fields default to `defaults`, whether the block is
+ * left out or only some of its fields are given: a profile that sets only
+ * initialMs keeps this use's maxMs, not another use's.
+ */
+function retryWith(defaults: RetryDefaults) {
+  return z
+    .strictObject({
+      initialMs: positiveMs.default(defaults.initialMs).describe('Wait in ms before the first retry.'),
+      maxMs: positiveMs.default(defaults.maxMs).describe('Longest wait in ms between two attempts.'),
+      multiplier: z.number().min(1).max(10).default(defaults.multiplier).describe('Factor applied to the wait after each failed attempt, up to maxMs.'),
+    })
+    .default(defaults)
+    .describe('Exponential backoff with jitter between attempts.');
+}
+
+const retryDefaults: RetryDefaults = { initialMs: 1_000, maxMs: 60_000, multiplier: 2 };
+
+export const retrySchema = retryWith(retryDefaults);
 
 export const stationSchema = z.strictObject({
   aeTitle: aeTitle.describe('This box\'s AE title, used as calling AE title and in SourceApplicationEntityTitle.'),
@@ -72,7 +88,7 @@ export const videoSchema = z.strictObject({
   ringFrames: z.number().int().min(1).max(120).default(4).describe('Decoded frames kept in memory for stills.'),
   signalTimeoutMs: positiveMs.default(2_000).describe('No frame for this long means loss of signal.'),
   openTimeoutMs: positiveMs.default(10_000).describe('Longest wait for the source to open.'),
-  reopen: retrySchema.default({ initialMs: 500, maxMs: 10_000, multiplier: 2 }),
+  reopen: retryWith({ initialMs: 500, maxMs: 10_000, multiplier: 2 }),
 });
 
 export const pedalAction = z
@@ -192,7 +208,7 @@ export const destinationSchema = z.strictObject({
   connectTimeoutMs: positiveMs.default(5_000).describe('Longest wait in ms for the TCP connection, and the TLS handshake when tls is set.'),
   associationTimeoutMs: positiveMs.default(10_000).describe('Longest wait in ms for the peer to accept or reject the association.'),
   requestTimeoutMs: positiveMs.default(30_000).describe('Longest wait in ms for the response to one request.'),
-  retry: retrySchema.default(retryDefaults),
+  retry: retryWith(retryDefaults),
   maxObjectBytes,
   tls: destinationTlsSchema.optional().describe('Absent means plain TCP.'),
   storageCommitment: storageCommitmentSchema.optional().describe('Absent means disabled: stored objects count as delivered.'),
@@ -233,7 +249,7 @@ export const stowRsDestinationSchema = z.strictObject({
   tls: stowRsTlsSchema.optional(),
   connectTimeoutMs: positiveMs.default(5_000).describe('Longest wait in ms for the TCP connection, and the TLS handshake for https.'),
   requestTimeoutMs: positiveMs.default(60_000).describe('Longest time without progress while a request is sent or its response read.'),
-  retry: retrySchema.default(retryDefaults),
+  retry: retryWith(retryDefaults),
   maxObjectBytes,
   objectsPerRequest: z.number().int().min(1).max(100).default(10).describe('Objects posted in one multipart request; clips always go alone.'),
 });
@@ -258,7 +274,7 @@ export const mqttSchema = z
     topicPrefix: z.string().regex(/^[^#+]+$/, 'topic prefix without wildcards').default('endocap').describe('First topic level of every message this box publishes.'),
     clientId: z.string().min(1).max(64).optional().describe('Defaults to endocap-<box id>.'),
     statusIntervalMs: positiveMs.default(60_000).describe('Heartbeat interval of the retained status message.'),
-    reconnect: retrySchema.default({ initialMs: 1_000, maxMs: 30_000, multiplier: 2 }),
+    reconnect: retryWith({ initialMs: 1_000, maxMs: 30_000, multiplier: 2 }),
     protocolVersion: z
       .union([z.literal(5), z.literal(4)])
       .default(5)
@@ -373,7 +389,7 @@ export const worklistSchema = dicomServiceSchema
     refreshIntervalMs: positiveMs.min(5_000).default(300_000).describe('Time between two scheduled queries.'),
     queryTimeoutMs: positiveMs.default(60_000).describe('Longest time one whole query may take, all responses included.'),
     maxEntries: z.number().int().min(1).max(10_000).default(2_000).describe('Most entries kept from one query; the query is cut there and a warning logged.'),
-    retry: retrySchema.default({ initialMs: 5_000, maxMs: 300_000, multiplier: 2 }).describe('Backoff after a failed query, until the next success.'),
+    retry: retryWith({ initialMs: 5_000, maxMs: 300_000, multiplier: 2 }).describe('Backoff after a failed query, until the next success.'),
     staleAfterMinutes: z.number().int().min(1).max(10_080).default(60).describe('A cache older than this raises the worklist-stale alarm.'),
     assumedCharacterSet: z
       .enum(['ISO_IR 6', 'ISO_IR 100', 'ISO_IR 101', 'ISO_IR 109', 'ISO_IR 110', 'ISO_IR 126', 'ISO_IR 127', 'ISO_IR 138', 'ISO_IR 144', 'ISO_IR 148', 'ISO_IR 166', 'ISO_IR 192', 'ISO_IR 203', 'GB18030', 'GBK'])
@@ -384,7 +400,7 @@ export const worklistSchema = dicomServiceSchema
 
 export const mppsSchema = dicomServiceSchema
   .extend({
-    retry: retrySchema.default({ initialMs: 5_000, maxMs: 600_000, multiplier: 2 }),
+    retry: retryWith({ initialMs: 5_000, maxMs: 600_000, multiplier: 2 }),
     maxAttempts: z.number().int().min(1).max(1_000).default(50).describe('Attempts after which a message the server keeps failing is set aside.'),
   })
   .describe('Modality Performed Procedure Step server (N-CREATE and N-SET, PS3.4 F).');
@@ -483,7 +499,7 @@ export type DestinationConfig = z.infer<typeof destinationSchema>;
 export type StowRsDestinationConfig = z.infer<typeof stowRsDestinationSchema>;
 export type AnyDestinationConfig = Profile['destinations'][number];
 export type MqttConfig = NonNullable<Profile['mqtt']>;
-export type RetryConfig = z.infer<typeof retrySchema>;
+export type RetryConfig = z.output<typeof retrySchema>;
 export type StorageCommitmentConfig = z.infer<typeof storageCommitmentSchema>;
 export type CommitmentListenerConfig = NonNullable<Profile['commitmentListener']>;
 export type WorklistConfig = NonNullable<Profile['worklist']>;

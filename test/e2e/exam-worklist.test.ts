@@ -191,7 +191,7 @@ t.test('exams from the worklist reach Orthanc with their context', async (t) => 
   await press(pedal, 60);
   await daemon.waitForLog('still captured', 5);
   const status = await cli(['exam', 'status']);
-  t.match(status.stdout, /1 stills/);
+  t.match(status.stdout, /1 still, 0 clips/);
   t.notMatch(status.stdout, /ACCUTFQ7|Ærøskøbing/, 'status shows no patient data');
   const cliEnd = await cli(['exam', 'end']);
   t.match(cliEnd.stdout, /ended: completed, 1 object/);

@@ -71,7 +71,7 @@ t.test('HL7 orders give captured objects their patient and accession', async (t)
   ]);
   t.same(placed.map((result) => result.ack?.msa1), ['AA', 'AA']);
 
-  const cli = (args: string[]): Promise<{ stdout: string }> => run(process.execPath, [path.join(root, 'dist/cli/main.js'), ...args, '--profile', profile]);
+  const cli = (args: string[]): Promise<{ stdout: string; stderr: string }> => run(process.execPath, [path.join(root, 'dist/cli/main.js'), ...args, '--profile', profile]);
   const pedal = await open(pedalPty.testPath, 'w');
   t.teardown(() => pedal.close());
 
@@ -97,6 +97,10 @@ t.test('HL7 orders give captured objects their patient and accession', async (t)
   await daemon.waitForLog('still captured', 2);
   const status = await cli(['exam', 'status']);
   t.match(status.stdout, /hl7: listening on port \d+, 1 open order, 3 messages accepted, 0 rejected/);
+  const listed = await cli(['worklist', 'list', '--names']);
+  t.match(listed.stdout, new RegExp(`^${latinOrder.accessionNumber} .*${latinOrder.patientId}  \\(HL7 order\\)$`, 'm'), 'the open order is listed for the console, with --names');
+  t.notMatch(listed.stdout, utf8Order.accessionNumber, 'the cancelled order is not');
+  t.match(listed.stderr, /^1 open HL7 order$/m);
   t.match((await cli(['exam', 'end'])).stdout, /ended: completed, 1 object/);
   await cli(['exam', 'start', '--accession', utf8Order.accessionNumber]).then(
     () => t.fail('a cancelled order must not be selectable'),
@@ -131,6 +135,12 @@ t.test('HL7 orders give captured objects their patient and accession', async (t)
   }
 
   t.equal(await daemon.stop(), 0, 'daemon stops cleanly');
+  const listedStopped = await cli(['worklist', 'list', '--json']);
+  t.same(
+    (JSON.parse(listedStopped.stdout) as { orders: Array<{ accessionNumber: string }> }).orders.map((entry) => entry.accessionNumber),
+    [latinOrder.accessionNumber],
+    'with the daemon stopped, the order file is read',
+  );
   const output = daemon.output();
   const planted = [latinOrder, utf8Order].flatMap((order) => [order.patientName, ...order.patientName.split('^'), order.patientId, order.accessionNumber, order.birthDate, order.description, order.studyInstanceUid]);
   planted.push('OTHERID77', 'Weiß', 'Käthe', 'Groß', 'VISIT551', 'PLC-LAT-1', 'FIL-UTF-1', 'RP551', 'SPS552', 'Koloskopie', 'Gastroskopie');

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadProfile, loadProfileWithNotes, parseProfile, ProfileError } from '../../src/profile/load-profile.js';
 import { profileJsonSchema } from '../../src/cli/profile-command.js';
 
@@ -98,4 +99,13 @@ t.test('profile fills clip and image defaults', async (t) => {
   t.equal(profile.clip.anatomicRegion.codeValue, '38266002');
   t.same(profile.image, { masks: [], textRemovedByMasks: false });
   t.equal(profile.still.selection, 'on-screen');
+});
+
+t.test('a partly given backoff block keeps the defaults of its own use', async (t) => {
+  const document = parseYaml(readFileSync(path.join(root, 'hw-profiles/simulator.yaml'), 'utf8')) as Record<string, any>;
+  document['video'].reopen = { initialMs: 200 };
+  document['mqtt'] = { url: 'mqtt://127.0.0.1:1883', reconnect: { multiplier: 3 } };
+  const profile = parseProfile(stringifyYaml(document), path.join(root, 'hw-profiles/partial-backoff.yaml'));
+  t.same(profile.video.reopen, { initialMs: 200, maxMs: 10_000, multiplier: 2 }, 'video.reopen keeps its 10 s cap');
+  t.same(profile.mqtt?.reconnect, { initialMs: 1_000, maxMs: 30_000, multiplier: 3 }, 'mqtt.reconnect keeps its 30 s cap');
 });
