@@ -24,7 +24,7 @@ import { supportedCharacterSets } from '../worklist/character-sets.js';
  * from the tables the association code negotiates with (pacs/service-tables.ts)
  * and from the profile's peers. `endocap conformance --format json` prints it
  * as it is; conformance-markdown.ts renders it in the structure of PS3.2 Annex A.
- * It holds configuration only, never patient data.
+ * It contains configuration only, never patient data.
  */
 
 /** A UID with its PS3.6 name. */
@@ -222,7 +222,7 @@ function acceptanceActivities(profile: Profile): AcceptanceActivity[] {
   ];
 }
 
-/** One row per SOP class of any activity, in the order the activities first use them. */
+/** Lists one row per SOP class of any activity, in the order the activities first use them. */
 function networkServices(initiation: InitiationActivity[], acceptance: AcceptanceActivity[]): NetworkServiceRow[] {
   const services = new Map<string, NetworkServiceRow>();
   for (const activity of [...initiation, ...acceptance]) {

@@ -6,7 +6,7 @@ import { readAuthorization } from './credentials.js';
 import { httpRequest, loadHttpsSettings } from './http-request.js';
 import { studiesUrl } from './stow-rs.js';
 
-/** The QIDO-RS search used as a connectivity check: at most one study, so the response stays small. */
+/** Returns the QIDO-RS search URL of the connectivity check: at most one study, so the response stays small. */
 export function echoUrl(destination: StowRsDestinationConfig): URL {
   const url = studiesUrl(destination.url);
   url.searchParams.set('limit', '1');

@@ -16,7 +16,7 @@ const referencedSopInstanceUid = '00081155';
 const failureReason = '00081197';
 const warningReason = '00081196';
 
-/** What the response says about one instance. Absent codes mean the server gave none. */
+/** Outcome of one instance as the response reports it. An absent code means the server sent none. */
 export type InstanceReport = { kind: 'failed'; code?: number } | { kind: 'stored'; warningCode?: number };
 
 /** Instance reports by SOP Instance UID, or undefined when the body is not a DICOM JSON data set. */
@@ -28,7 +28,7 @@ function isObject(value: unknown): value is JsonDataset {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** The Value array of an attribute, or an empty array when it is absent or malformed. */
+/** Returns the Value array of an attribute, or an empty array when it is absent or malformed. */
 function values(dataset: JsonDataset, tag: string): unknown[] {
   const attribute = dataset[tag];
   if (!isObject(attribute)) return [];

@@ -23,7 +23,7 @@ export interface AckOptions {
  * receiver swapped, and MSA the code and the control id of the message. For
  * AE and AR an ERR segment has the condition code of table 0357 and the
  * reason. The text is ASCII, so it is valid in whatever MSH-18 the sender
- * declared; that set is declared in the ACK too when it is supported.
+ * declared. The ACK declares that set too when it is supported.
  */
 export function buildAck(options: AckOptions): Buffer {
   const { header } = options;

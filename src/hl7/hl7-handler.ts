@@ -70,7 +70,7 @@ export class Hl7Handler {
       return { ...changes, ...this.reply(header, messageType, 'AA') };
     } catch (error) {
       if (error instanceof Hl7Error) return { ...empty, ...this.reply(header, messageType, error.ack, error) };
-      // A store failure or a defect. The ACK asks the sender to send again later, and the error is logged without message content.
+      // A store failure or a defect: the ACK tells the sender to retry later, and the log line has no message content.
       this.options.log.error({ messageType, err: { message: errorMessage(error) } }, 'HL7 message not processed');
       const failure = new Hl7Error('AE', ErrorConditions.applicationInternalError, 'message not stored because of an internal error on the receiver; send it again later');
       return { ...empty, ...this.reply(header, messageType, 'AE', failure) };

@@ -26,8 +26,8 @@ export interface MllpPushResult {
  * Splits a TCP byte stream into MLLP frames: 0x0B, the message, 0x1C 0x0D.
  * A frame may arrive in any number of reads. Bytes outside a frame are
  * dropped and counted. A start block inside a frame (a control character
- * that HL7 text cannot hold) means the sender gave up on that frame and
- * began a new one: the unfinished frame is dropped, so that it does not
+ * that HL7 text cannot contain) means the sender gave up on that frame and
+ * began a new one. The unfinished frame is then dropped, so that it does not
  * swallow the next message. Memory per connection stays below `maxMessageBytes`
  * plus one byte: a longer frame is read to its end, and reported as
  * oversize with its first bytes, which hold the MSH segment.

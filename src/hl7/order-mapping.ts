@@ -109,6 +109,8 @@ function orderAction(message: Hl7Message, group: OrderGroup, type: 'ORM^O01' | '
 
   const base = orderBase(message, group, obr, config);
   if (type === 'ORM^O01') {
+    // NOTE: OBR-19, OBR-20 and ZDS-1 follow common radiology interface practice, not a
+    // profile checked here. Sites map them differently, so compare with the sender's specification.
     const step = obr.value(20);
     return {
       kind: 'place',
@@ -303,9 +305,9 @@ function personNameChecked(name: string, field: string): string {
 }
 
 /**
- * HL7 table 0001 (administrative sex) to DICOM PatientSex (M, F, O or
- * empty): A, N, O and X become O, U (unknown) becomes empty. Any other value
- * is answered AE rather than written into objects.
+ * Maps HL7 table 0001 (administrative sex) to DICOM PatientSex (M, F, O or
+ * empty). A, N, O and X become O, and U (unknown) becomes empty. Any other
+ * value gets an AE instead of being written into objects.
  */
 function administrativeSex(value: string): string {
   const code = dicomText(value).trim().toUpperCase();

@@ -53,13 +53,13 @@ export interface SenderStatus {
   nextAttemptAt?: string;
 }
 
-/** What a sender needs to know of any destination, whatever its protocol. */
+/** Settings of a destination that every sender uses, whatever its protocol. */
 export interface SenderTarget {
   name: string;
   retry: RetryConfig;
 }
 
-/** How the sender asks a transfer to stop: `signal` aborts, `onResult` is called once per object as in storeObjects. */
+/** Controls of one transfer: `signal` aborts it, and `onResult` is called once per object, as in storeObjects. */
 export interface TransferControl {
   signal: AbortSignal;
   onResult: (result: StoreResult) => void | Promise<void>;
@@ -360,7 +360,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   }
 }
 
-/** The C-STORE transfer: one association per batch, to a DICOM destination. */
+/** Returns the C-STORE transfer to a DICOM destination: one association per batch. */
 export function dimseTransfer(destination: DestinationConfig, callingAeTitle: string, log: Logger): Transfer {
   return (objects, control) => storeObjects({ destination, callingAeTitle, objects, log, signal: control.signal, onResult: control.onResult });
 }

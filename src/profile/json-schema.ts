@@ -26,7 +26,7 @@ export interface JsonSchema {
   format?: string;
 }
 
-/** JSON Schema of profiles as an editor sees them: defaults make fields optional. */
+/** Returns the JSON Schema of profile files as written, where fields with defaults are optional. */
 export function profileJsonSchema(): Record<string, unknown> {
   return {
     $id: 'https://endocap.invalid/hw-profile.schema.json',

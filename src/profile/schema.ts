@@ -507,7 +507,7 @@ export type MppsConfig = NonNullable<Profile['mpps']>;
 export type ExamConfig = Profile['exam'];
 export type BarcodeConfig = NonNullable<ExamConfig['barcode']>;
 
-/** The profile's DICOM (DIMSE) destinations, the ones that C-ECHO, Storage Commitment and the commitment listener concern. */
+/** Returns the profile's DICOM (DIMSE) destinations: those that C-ECHO and Storage Commitment apply to. */
 export function dicomDestinations(profile: Pick<Profile, 'destinations'>): DestinationConfig[] {
   return profile.destinations.filter((destination): destination is DestinationConfig => destination.kind === 'dicom');
 }

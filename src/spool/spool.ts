@@ -467,7 +467,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
       return;
     }
     try {
-      // The journal already holds the record that makes the object done, so a
+      // The journal already contains the record that makes the object done, so a
       // deletion lost in a power cut is repeated by the sweep at the next open.
       await this.removeObject(next.id, 'delivered', { syncFolder: false });
       this.log.info({ objectId: next.id }, 'object delivered to every destination and removed');
@@ -568,7 +568,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   }
 }
 
-/** The delivery records of `entries`, as the journal holds them. */
+/** Returns the delivery records of `entries` in the journal's form. */
 function recordsOf(entries: SpoolEntry[]): JournalRecords {
   return new Map(entries.map((entry) => [entry.id, new Map(Object.entries(entry.deliveries))]));
 }

@@ -150,7 +150,7 @@ export interface AssociationRecorder {
   stop(): Promise<void>;
 }
 
-/** Listens on 127.0.0.1, records each A-ASSOCIATE-RQ, answers it with A-ASSOCIATE-RJ and closes the connection. */
+/** Listens on 127.0.0.1, records each A-ASSOCIATE-RQ, rejects it with A-ASSOCIATE-RJ and closes the connection. */
 export async function startAssociationRecorder(): Promise<AssociationRecorder> {
   const requests: AssociateRequestOnWire[] = [];
   const sockets = new Set<net.Socket>();

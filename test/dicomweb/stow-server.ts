@@ -128,7 +128,7 @@ export async function startStowServer(respond: Responder): Promise<StowServer> {
   return state;
 }
 
-/** A DICOM JSON STOW-RS response naming stored and failed instances (PS3.18 10.5.3). */
+/** Builds a DICOM JSON STOW-RS response that names stored and failed instances (PS3.18 10.5.3). */
 export function stowResponse(stored: Array<{ uid: string; warning?: number }>, failed: Array<{ uid: string; reason?: number }>): unknown {
   const response: Record<string, unknown> = {};
   if (stored.length > 0) {

@@ -35,8 +35,8 @@ function connect(port: number): Promise<net.Socket> {
 const closed = (socket: net.Socket): Promise<void> => new Promise((resolve) => socket.once('close', () => resolve()));
 
 t.test('a peer that never reads its ACKs stops being read', async (t) => {
-  // 64 KiB ACKs fill the socket buffers after a few dozen messages; without
-  // waiting for them to drain, the listener would answer all 5,000.
+  // 64 KiB ACKs fill the socket buffers after a few dozen messages. Without
+  // waiting for them to drain, the listener would process all 5,000.
   const { port, handled } = await startListener(t, { maxConnections: 2, ackBytes: 64 * 1024 });
   const socket = await connect(port);
   t.teardown(() => socket.destroy());
