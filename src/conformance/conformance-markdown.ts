@@ -62,7 +62,7 @@ function peerTable(peers: PeerEntry[]): string[] {
 const activityText: Record<ActivityId, { sequencing: string[]; sopSpecific: string[] }> = {
   store: {
     sequencing: [
-      'Each captured still and clip is written to the spool on disk before it is sent. One sender per DICOM destination sends queued objects oldest first, on one association per batch, and releases the association after the batch. Objects that do not fit into one association\'s presentation contexts wait for the next batch. After a failure the sender retries with exponential backoff, jitter and a cap (`retry` of the destination).',
+      'Each captured still and clip is written to the spool on disk before it is sent. One sender per DICOM destination sends queued objects oldest first. An association is opened for a batch of objects and goes on taking batches while the oldest queued objects are ones its accepted presentation contexts can carry, up to 1000 objects; then it is released. Objects that do not fit into one association\'s presentation contexts wait for the next association. After a failure the sender retries with exponential backoff, jitter and a cap (`retry` of the destination).',
       'The table lists the contexts for the objects endocap creates; an association proposes only the contexts of the objects in its batch. An object added with `endocap queue import` is proposed in its own SOP class and transfer syntax and, when that syntax is uncompressed, in a second context with Explicit and Implicit VR Little Endian.',
     ],
     sopSpecific: [

@@ -231,6 +231,7 @@ export class ScuAssociation {
    * peer's maximum length. Each PDU is a 12-byte header and a view into
    * `dataset`. Writes are corked into batches and wait for the socket to drain
    * between batches, which keeps memory bounded and restarts the time limit.
+   * Resolves once the socket has written the last byte.
    */
   private async writeMessage(contextId: number, command: Buffer, dataset: Buffer | undefined, options: SendOptions): Promise<void> {
     const pduLength = this.peerMaxPduLength === 0 ? maxSendPduLength : Math.min(this.peerMaxPduLength, maxSendPduLength);
@@ -239,6 +240,7 @@ export class ScuAssociation {
     if (dataset) parts.push({ bytes: dataset, command: false });
 
     let queued = 0;
+    let written: Promise<void> | undefined;
     this.socket.cork();
     try {
       for (const part of parts) {
@@ -247,7 +249,12 @@ export class ScuAssociation {
           const fragment = part.bytes.subarray(offset, offset + fragmentLength);
           const last = offset + fragmentLength >= part.bytes.length;
           this.socket.write(pDataHeader(contextId, part.command, last, fragment.length));
-          this.socket.write(fragment);
+          if (last && part === parts.at(-1)) {
+            // Called once the socket handed every byte to the kernel, or dropped them when destroyed.
+            written = new Promise((resolve) => this.socket.write(fragment, () => resolve()));
+          } else {
+            this.socket.write(fragment);
+          }
           queued += fragment.length;
           if (queued < writeBatchBytes) continue;
           queued = 0;
@@ -259,6 +266,8 @@ export class ScuAssociation {
     } finally {
       this.socket.uncork();
     }
+    // The request completes only after this, so a caller may reuse the data set's buffer once it has the response.
+    await written;
   }
 
   private async drained(options: SendOptions): Promise<void> {

@@ -3,7 +3,7 @@ import { Backoff, sleep } from '../backoff.js';
 import type { Logger } from '../log.js';
 import type { DestinationConfig, RetryConfig } from '../profile/schema.js';
 import type { SenderQueue, SpoolEntry } from '../spool/types.js';
-import { storeObjects, type LazyStoreObject, type StoreOutcome, type StoreResult } from './store-scu.js';
+import { storeObjects, type LazyStoreObject, type StoreObjectMetadata, type StoreOutcome, type StoreResult } from './store-scu.js';
 
 export interface ObjectStoredEvent {
   id: string;
@@ -63,6 +63,12 @@ export interface SenderTarget {
 export interface TransferControl {
   signal: AbortSignal;
   onResult: (result: StoreResult) => void | Promise<void>;
+  /**
+   * Takes more queued objects for the transfer in progress, oldest first and
+   * only while `canSend` accepts them, as storeObjects' `more`. A transfer
+   * that cannot carry more objects does not call it.
+   */
+  more?: (canSend: (object: StoreObjectMetadata) => boolean) => Promise<LazyStoreObject[]>;
 }
 
 /**
@@ -75,8 +81,13 @@ export type Transfer = (objects: LazyStoreObject[], control: TransferControl) =>
 interface CommonSenderOptions {
   queue: SenderQueue;
   log: Logger;
-  /** Objects sent per association. */
+  /**
+   * Objects taken from the queue at a time. An association carries one batch,
+   * then takes the next while the queue has objects it can carry.
+   */
   batchSize?: number;
+  /** Maximum number of objects sent over one association. Default 1000. */
+  objectsPerAssociation?: number;
   /** How long stop() lets an association in progress finish before aborting it, in milliseconds. */
   stopGraceMs?: number;
 }
@@ -98,9 +109,15 @@ export interface TransferSenderOptions extends CommonSenderOptions {
 export type SenderOptions = DimseSenderOptions | TransferSenderOptions;
 
 const defaultBatchSize = 20;
+/**
+ * Default maximum of objects sent over one association. While the queue has
+ * work, an association goes on taking batches. Ending it now and then gives a
+ * batch log line and stays clear of peers that limit an association's length.
+ */
+const defaultObjectsPerAssociation = 1_000;
 
 /** Results of a batch that may wait to be recorded while sending goes on. */
-export const unrecordedLimit = 4;
+export const unrecordedLimit = 8;
 const defaultStopGraceMs = 2_000;
 
 /**
@@ -116,6 +133,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   private readonly queue: SenderQueue;
   private readonly log: Logger;
   private readonly batchSize: number;
+  private readonly objectsPerAssociation: number;
   private readonly stopGraceMs: number;
   private readonly backoff: Backoff;
 
@@ -147,6 +165,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.queue = options.queue;
     this.log = options.log.child({ component: 'sender', destination: options.destination.name });
     this.batchSize = Math.max(1, options.batchSize ?? defaultBatchSize);
+    this.objectsPerAssociation = Math.max(this.batchSize, options.objectsPerAssociation ?? defaultObjectsPerAssociation);
     this.stopGraceMs = options.stopGraceMs ?? defaultStopGraceMs;
     const { initialMs, maxMs, multiplier } = options.destination.retry;
     this.backoff = new Backoff({ initialMs, maxMs, multiplier });
@@ -242,18 +261,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   private async sendBatch(batch: SpoolEntry[]): Promise<void> {
     // storeObjects reads each file while the one before it is sent, and reads
     // nothing when the association cannot be opened.
-    const objects: LazyStoreObject[] = batch.map((entry) => {
-      const object: LazyStoreObject = {
-        id: entry.id,
-        sopClassUid: entry.sopClassUid,
-        sopInstanceUid: entry.sopInstanceUid,
-        transferSyntaxUid: entry.transferSyntaxUid,
-        read: () => this.queue.read(entry.id),
-      };
-      const openStream = this.queue.openStream?.bind(this.queue);
-      if (openStream) object.open = () => openStream(entry.id);
-      return object;
-    });
+    const objects = batch.map((entry) => this.toStoreObject(entry));
     if (objects.length === 0) return;
 
     try {
@@ -271,9 +279,11 @@ export class Sender extends EventEmitter<SenderEvents> {
     // again an object that the PACS stored but the spool had not recorded at a
     // crash, so the limit bounds those duplicates.
     const records: Array<Promise<void>> = [];
+    let objectsTaken = objects.length;
     const results = await this.transfer(objects, {
       signal: this.abortController.signal,
       onResult: (result) => {
+        if (result.associated === true) this.updateLink(true);
         const persisted = this.persist(result);
         const previous = records.at(-1) ?? Promise.resolve();
         records.push(
@@ -283,12 +293,54 @@ export class Sender extends EventEmitter<SenderEvents> {
         );
         return records.at(-1 - unrecordedLimit);
       },
+      more: async (canSend) => {
+        const more = await this.takeMore(canSend, this.objectsPerAssociation - objectsTaken);
+        objectsTaken += more.length;
+        return more;
+      },
     });
     await records.at(-1);
-    this.updateLink(results);
+    const attempted = results.filter((result) => result.associated !== undefined);
+    if (attempted.length > 0) this.updateLink(attempted.some((result) => result.associated === true), attempted[0]?.reason);
 
     if (results.some((result) => result.outcome === 'stored' || result.outcome === 'warning')) this.backoff.reset();
     if (results.some((result) => result.outcome === 'transient')) this.scheduleRetry();
+  }
+
+  /**
+   * Takes up to a batch of the oldest queued objects for the association in
+   * progress and records them as sending. It stops at the first object the
+   * association cannot carry, so that objects still go oldest first, and takes
+   * nothing while stopping or after a failure.
+   */
+  private async takeMore(canSend: (object: StoreObjectMetadata) => boolean, room: number): Promise<LazyStoreObject[]> {
+    if (this.stopping || room <= 0 || this.nextAttemptAt !== undefined) return [];
+    const taken: SpoolEntry[] = [];
+    try {
+      for (const entry of this.queue.pending(this.destination.name)) {
+        if (taken.length >= Math.min(room, this.batchSize) || !canSend(entry)) break;
+        taken.push(entry);
+      }
+      if (taken.length > 0) await this.queue.markSending(taken.map((entry) => entry.id), this.destination.name);
+    } catch (error) {
+      this.log.error({ err: error }, 'taking more objects for the association failed');
+      return [];
+    }
+    return taken.map((entry) => this.toStoreObject(entry));
+  }
+
+  private toStoreObject(entry: SpoolEntry): LazyStoreObject {
+    const object: LazyStoreObject = {
+      id: entry.id,
+      sopClassUid: entry.sopClassUid,
+      sopInstanceUid: entry.sopInstanceUid,
+      transferSyntaxUid: entry.transferSyntaxUid,
+      bytes: entry.bytes,
+      read: (into) => this.queue.read(entry.id, into),
+    };
+    const openStream = this.queue.openStream?.bind(this.queue);
+    if (openStream) object.open = () => openStream(entry.id);
+    return object;
   }
 
   /**
@@ -339,13 +391,11 @@ export class Sender extends EventEmitter<SenderEvents> {
     }
   }
 
-  private updateLink(results: StoreResult[]): void {
-    const attempted = results.filter((result) => result.associated !== undefined);
-    if (attempted.length === 0) return;
-    const up = attempted.some((result) => result.associated === true);
+  /** Records whether the destination could be reached; reports a change once. */
+  private updateLink(up: boolean, failureReason?: string): void {
     if (up === this.linkUp) return;
     this.linkUp = up;
-    const reason = up ? undefined : attempted[0]?.reason;
+    const reason = up ? undefined : failureReason;
     this.log.info({ up, reason }, 'link changed');
     const event: LinkChangedEvent = { destination: this.destination.name, up };
     if (reason !== undefined) event.reason = reason;
@@ -360,7 +410,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   }
 }
 
-/** Returns the C-STORE transfer to a DICOM destination: one association per batch. */
+/** Returns the C-STORE transfer to a DICOM destination: one association for a batch and the batches that follow it while the queue has work. */
 export function dimseTransfer(destination: DestinationConfig, callingAeTitle: string, log: Logger): Transfer {
-  return (objects, control) => storeObjects({ destination, callingAeTitle, objects, log, signal: control.signal, onResult: control.onResult });
+  return (objects, control) => storeObjects({ destination, callingAeTitle, objects, log, signal: control.signal, onResult: control.onResult, more: control.more });
 }

@@ -9,8 +9,13 @@ import type { LazyStoreObject, StoreObject, StoreObjectMetadata, StoreObjectsOpt
 /** One object of a batch: its metadata and how to get its encoded data set. */
 export interface BatchItem {
   object: StoreObjectMetadata;
-  /** Resolves with the data set of the Part 10 file, in `object.transferSyntaxUid`; rejects with a reason for the result. */
-  load: () => Promise<Buffer>;
+  /** Size of the Part 10 file when known before reading it. */
+  bytes?: number;
+  /**
+   * Resolves with the data set of the Part 10 file, in `object.transferSyntaxUid`;
+   * rejects with a reason for the result. The file may be read into `into`.
+   */
+  load: (into?: Buffer) => Promise<Buffer>;
 }
 
 function isUncompressed(transferSyntaxUid: string): boolean {
@@ -41,12 +46,12 @@ export function eagerItem(object: StoreObject): BatchItem {
  * when the file is gone or the error is not worth retrying, else a transient one.
  */
 export function lazyItem(object: LazyStoreObject): BatchItem {
-  return {
+  const item: BatchItem = {
     object,
-    load: async () => {
+    load: async (into) => {
       let part10: Buffer;
       try {
-        part10 = await object.read();
+        part10 = await object.read(into);
       } catch (error) {
         const permanent = (error as NodeJS.ErrnoException).code === 'ENOENT' || (error instanceof EndocapError && !error.retryable);
         throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `reading the queued object failed: ${errorMessage(error)}`, { retryable: !permanent, cause: error });
@@ -54,6 +59,8 @@ export function lazyItem(object: LazyStoreObject): BatchItem {
       return datasetOf(object, part10);
     },
   };
+  if (object.bytes !== undefined) item.bytes = object.bytes;
+  return item;
 }
 
 export interface ContextPlan {
@@ -111,13 +118,54 @@ export function encodeDataset(object: StoreObjectMetadata, dataset: Buffer, tran
   }
 }
 
-export type LoadOutcome = { dataset: Buffer } | { error: unknown };
+/** Objects up to this size are read into reused buffers; larger ones, clips mostly, get a buffer of their own. */
+export const MAX_REUSED_BUFFER_BYTES = 8 * 1024 * 1024;
+/** Free buffers kept: one object is sent while the next one is read, so two cover the steady state. */
+const FREE_BUFFERS_KEPT = 2;
+const MIN_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * Buffers that objects are read into during one association, so that
+ * sending many stills does not allocate, fault in and free a new buffer for
+ * each. A buffer comes back only after its object's C-STORE got a response:
+ * the socket has then written every byte of it, so a later read cannot change
+ * bytes still to be sent. Buffers of a failed send are never given back.
+ */
+export class ReadBuffers {
+  private readonly free: Buffer[] = [];
+
+  /** Returns a buffer of at least `bytes`, or undefined when the size is unknown or too large to keep. */
+  take(bytes: number | undefined): Buffer | undefined {
+    if (bytes === undefined || bytes > MAX_REUSED_BUFFER_BYTES) return undefined;
+    // The smallest that fits, so that large buffers stay for large objects.
+    const index = this.free.findIndex((buffer) => buffer.length >= bytes);
+    if (index >= 0) return this.free.splice(index, 1)[0];
+    // Powers of two let stills of slightly different sizes share buffers.
+    let length = MIN_BUFFER_BYTES;
+    while (length < bytes) length *= 2;
+    return Buffer.allocUnsafe(Math.min(length, MAX_REUSED_BUFFER_BYTES));
+  }
+
+  give(buffer: Buffer | undefined): void {
+    if (buffer === undefined) return;
+    this.free.push(buffer);
+    this.free.sort((a, b) => a.length - b.length);
+    if (this.free.length > FREE_BUFFERS_KEPT) this.free.shift();
+  }
+}
+
+export type LoadOutcome = ({ dataset: Buffer } | { error: unknown }) & {
+  /** The reused buffer the object was read into, if any, to give back once the object is sent. */
+  buffer?: Buffer;
+};
 
 /** Starts loading an item; the promise never rejects, so a read started ahead cannot go unhandled. */
-export function startLoad(item: BatchItem): Promise<LoadOutcome> {
-  return item.load().then(
-    (dataset) => ({ dataset }),
-    (error: unknown) => ({ error }),
+export function startLoad(item: BatchItem, buffers?: ReadBuffers): Promise<LoadOutcome> {
+  const buffer = buffers?.take(item.bytes);
+  const withBuffer = <T extends object>(outcome: T): T & { buffer?: Buffer } => (buffer === undefined ? outcome : { ...outcome, buffer });
+  return item.load(buffer).then(
+    (dataset) => withBuffer({ dataset }),
+    (error: unknown) => withBuffer({ error }),
   );
 }
 

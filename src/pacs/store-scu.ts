@@ -7,9 +7,10 @@ import type { SpooledObjectStream } from '../spool/types.js';
 import { routeLibraryLog, verificationSopClassUid } from './dimse.js';
 import { VERIFICATION_CONTEXT } from './service-tables.js';
 import { cEchoRequest, cStoreRequest } from './dimse-command.js';
-import { ScuAssociation, type ProposedContext } from './scu-association.js';
+import { ScuAssociation, type DimseResponse, type ProposedContext } from './scu-association.js';
 import {
   BatchResults,
+  ReadBuffers,
   chooseTransferSyntax,
   eagerItem,
   encodeDataset,
@@ -44,7 +45,14 @@ export interface StoreObject extends StoreObjectMetadata {
  * and nothing is read when the association cannot be opened.
  */
 export interface LazyStoreObject extends StoreObjectMetadata {
-  read: () => Promise<Buffer>;
+  /** Size of the Part 10 file, when known before reading it. */
+  bytes?: number;
+  /**
+   * Reads the Part 10 bytes. With `into` at least `bytes` long, it may read
+   * into `into` and return a view of it; the buffer is reused for a later
+   * object only after this one was sent.
+   */
+  read: (into?: Buffer) => Promise<Buffer>;
   /** Opens the Part 10 file as a stream, for transfers that send files as they are (STOW-RS). */
   open?: () => Promise<SpooledObjectStream>;
 }
@@ -85,6 +93,13 @@ export interface StoreObjectsOptions extends PeerOptions {
    * promise settles, which lets the caller bound its backlog of records.
    */
   onResult?: (result: StoreResult) => void | Promise<void>;
+  /**
+   * Called when the last object given so far is about to be sent and the
+   * association is still usable, to send more objects over it. `canSend`
+   * returns whether the association can carry an object. Objects returned go
+   * after the others and get results like them. Returning none ends the association.
+   */
+  more?: (canSend: (object: StoreObjectMetadata) => boolean) => Promise<LazyStoreObject[]>;
 }
 
 export interface EchoResult {
@@ -123,72 +138,143 @@ async function openAssociation(options: PeerOptions, contexts: ProposedContext[]
 
 /**
  * Sends every item over one open association and records a result for each.
- * The next item's data set is read while the current one is sent.
+ * The next item's data set is read while the current one is sent. When the
+ * items run out, `options.more` may add objects, which are appended to
+ * `items` and `objects`.
  */
 async function sendOverAssociation(
   association: ScuAssociation,
   items: BatchItem[],
+  objects: Array<StoreObject | LazyStoreObject>,
   options: StoreObjectsOptions,
   results: BatchResults,
   log: Logger,
 ): Promise<void> {
   const { destination } = options;
   const accepted = association.acceptedContexts();
+  const canSend = (object: StoreObjectMetadata): boolean => chooseTransferSyntax(object, accepted) !== undefined;
+  const buffers = new ReadBuffers();
   let stopReason: string | undefined;
-  let next: Promise<LoadOutcome> | undefined = items[0] ? startLoad(items[0]) : undefined;
+  let exhausted = options.more === undefined;
+  let next: Promise<LoadOutcome> | undefined = items[0] ? startLoad(items[0], buffers) : undefined;
 
-  for (const [index, item] of items.entries()) {
+  // The result of an object is passed on while the next object is in flight,
+  // so that the next C-STORE goes out as soon as a response arrives. Results
+  // still reach `onResult` in the order of the objects.
+  let deferred: { object: StoreObjectMetadata; result: StoreResult } | undefined;
+  const flush = async (): Promise<void> => {
+    if (deferred === undefined) return;
+    const { object, result } = deferred;
+    deferred = undefined;
+    await results.set(object, result);
+  };
+  const report = async (object: StoreObjectMetadata, result: StoreResult): Promise<void> => {
+    await flush();
+    await results.set(object, result);
+  };
+
+  for (let index = 0; index < items.length; index += 1) {
+    const item = items[index] as BatchItem;
     const { id } = item.object;
     const loading = next;
-    const following = items[index + 1];
-    next = following && stopReason === undefined ? startLoad(following) : undefined;
+    next = undefined;
+    if (index + 1 === items.length && !exhausted && stopReason === undefined) {
+      exhausted = !(await appendMore(options, canSend, items, objects, log));
+    }
+    // Starts reading the next file; called once this object is on its way or skipped.
+    const readFollowing = (): void => {
+      const following = items[index + 1];
+      if (following && stopReason === undefined) next = startLoad(following, buffers);
+    };
     if (stopReason !== undefined || !loading) {
-      void results.set(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true });
+      await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true });
       continue;
     }
     const transferSyntaxUid = chooseTransferSyntax(item.object, accepted);
     if (transferSyntaxUid === undefined) {
+      readFollowing();
       // Transient, so that the object stays queued and is retried with backoff.
       // The peer's configuration may change (a PACS that learns H.264, another
       // peer behind the same address), and an object set aside needs an operator.
       const reason = `no acceptable presentation context: the peer accepted none for SOP class ${item.object.sopClassUid} in transfer syntax ${item.object.transferSyntaxUid}`;
-      void results.set(item.object, { id, outcome: 'transient', reason, associated: true });
       log.warn({ objectId: id, transferSyntaxUid: item.object.transferSyntaxUid }, 'no acceptable presentation context for object');
+      await report(item.object, { id, outcome: 'transient', reason, associated: true });
       continue;
     }
 
     let dataset: Buffer;
+    const loaded = await loading;
     try {
-      const loaded = await loading;
       if ('error' in loaded) throw loaded.error;
       dataset = encodeDataset(item.object, loaded.dataset, transferSyntaxUid);
     } catch (error) {
+      readFollowing();
       const failure = toEndocapError(error);
-      void results.set(item.object, failureResult(id, failure, true));
       log.warn({ objectId: id, reason: failure.message }, 'object could not be prepared for sending');
+      await report(item.object, failureResult(id, failure, true));
       continue;
     }
 
+    const request = { abstractSyntaxUid: item.object.sopClassUid, transferSyntaxUid, command: cStoreRequest(item.object.sopClassUid, item.object.sopInstanceUid), dataset };
+    let sending: Promise<{ response: DimseResponse } | { error: unknown }>;
     try {
-      const request = { abstractSyntaxUid: item.object.sopClassUid, transferSyntaxUid, command: cStoreRequest(item.object.sopClassUid, item.object.sopInstanceUid), dataset };
-      const response = await association.send(request, { timeoutMs: destination.requestTimeoutMs, label: `C-STORE of object ${id}` });
-      const status = response.getStatus();
-      const { outcome, reason } = classifyStoreStatus(status);
-      await results.set(item.object, { id, outcome, status, reason, associated: true });
-      if (outcome === 'stored') log.debug({ objectId: id, transferSyntaxUid }, 'C-STORE succeeded');
-      else log.warn({ objectId: id, status, outcome, reason }, 'C-STORE response has a non-success status');
-      if (outcome === 'transient') stopReason = `not sent: ${destination.host}:${destination.port} reported out of resources for an earlier object`;
+      sending = association.send(request, { timeoutMs: destination.requestTimeoutMs, label: `C-STORE of object ${id}` }).then(
+        (response) => ({ response }),
+        (error: unknown) => ({ error }),
+      );
     } catch (error) {
-      const failure = toEndocapError(error);
-      void results.set(item.object, failureResult(id, failure, true));
+      sending = Promise.resolve({ error });
+    }
+    readFollowing();
+    await flush();
+    const answer = await sending;
+    if ('error' in answer) {
+      const failure = toEndocapError(answer.error);
       log.warn({ objectId: id, code: failure.code, reason: failure.message }, 'C-STORE failed');
       if (failure.code !== ErrorCodes.PACS_INVALID_OBJECT && failure.code !== ErrorCodes.PACS_NO_PRESENTATION_CONTEXT) {
         stopReason = `not sent: association with ${destination.host}:${destination.port} ended early (${failure.message})`;
       }
+      await report(item.object, failureResult(id, failure, true));
+      continue;
     }
+    // A response means the socket wrote the whole data set, so its buffer may be read into again.
+    buffers.give(loaded.buffer);
+    const status = answer.response.getStatus();
+    const { outcome, reason } = classifyStoreStatus(status);
+    deferred = { object: item.object, result: { id, outcome, status, reason, associated: true } };
+    if (outcome === 'stored') log.debug({ objectId: id, transferSyntaxUid }, 'C-STORE succeeded');
+    else log.warn({ objectId: id, status, outcome, reason }, 'C-STORE response has a non-success status');
+    if (outcome === 'transient') stopReason = `not sent: ${destination.host}:${destination.port} reported out of resources for an earlier object`;
   }
 
+  await flush();
   await association.release(destination.associationTimeoutMs);
+}
+
+/**
+ * Asks `options.more` for objects to send over the same association and
+ * appends them; resolves false when it gave none. Objects it gives that the
+ * association cannot carry are sent anyway and fail as without a context.
+ */
+async function appendMore(
+  options: StoreObjectsOptions,
+  canSend: (object: StoreObjectMetadata) => boolean,
+  items: BatchItem[],
+  objects: Array<StoreObject | LazyStoreObject>,
+  log: Logger,
+): Promise<boolean> {
+  let added: LazyStoreObject[];
+  try {
+    added = (await options.more?.(canSend)) ?? [];
+  } catch (error) {
+    log.error({ err: error }, 'taking more objects for the association failed');
+    return false;
+  }
+  for (const object of added) {
+    items.push(lazyItem(object));
+    objects.push(object);
+  }
+  return added.length > 0;
 }
 
 /**
@@ -197,7 +283,9 @@ async function sendOverAssociation(
  * become `transient` or `permanent` results.
  */
 export async function storeObjects(options: StoreObjectsOptions): Promise<StoreResult[]> {
-  const { destination, objects } = options;
+  const { destination } = options;
+  // More objects may join while the association is open; results follow this list.
+  const objects = [...options.objects];
   const log = options.log.child({ component: 'store-scu', destination: destination.name });
   routeLibraryLog(log);
   const results = new BatchResults(options.onResult, log);
@@ -233,7 +321,7 @@ export async function storeObjects(options: StoreObjectsOptions): Promise<StoreR
       log.warn({ host: destination.host, port: destination.port, calledAeTitle: destination.calledAeTitle, code: failure.code, reason: failure.message }, 'association failed');
       for (const item of sendable) void results.set(item.object, failureResult(item.object.id, failure, false));
     }
-    if (association) await sendOverAssociation(association, sendable, options, results, log);
+    if (association) await sendOverAssociation(association, sendable, objects, options, results, log);
   }
 
   const ordered = objects.map((object) => {

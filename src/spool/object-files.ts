@@ -1,4 +1,4 @@
-import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -48,10 +48,29 @@ export class ObjectFiles {
     }
   }
 
-  async read(id: string): Promise<Buffer> {
+  /**
+   * Reads an object file whole. With `into` at least as long as the file, the
+   * bytes go there and the result is a view of it, so that a sender can reuse
+   * one buffer for many objects instead of allocating one per object.
+   */
+  async read(id: string, into?: Buffer): Promise<Buffer> {
+    let handle: FileHandle | undefined;
     try {
-      return await readFile(this.objectPath(id));
+      handle = await open(this.objectPath(id), 'r');
+      const { size } = await handle.stat();
+      const target = into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+      let offset = 0;
+      while (offset < size) {
+        const { bytesRead } = await handle.read(target, offset, size - offset, offset);
+        if (bytesRead === 0) throw new Error(`file ended after ${offset} of ${size} bytes`);
+        offset += bytesRead;
+      }
+      const file = handle;
+      handle = undefined;
+      await file.close();
+      return target;
     } catch (error) {
+      if (handle) await this.closeAfterFailure(id, handle);
       throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `failed to read spooled object ${id}: ${errorMessage(error)}`, { cause: error });
     }
   }

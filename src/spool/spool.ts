@@ -256,10 +256,10 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     return this.withState(destination, 'stored');
   }
 
-  async read(id: string): Promise<Buffer> {
+  async read(id: string, into?: Buffer): Promise<Buffer> {
     this.assertOpen();
     this.requireEntry(id);
-    return this.files.read(id);
+    return this.files.read(id, into);
   }
 
   async openStream(id: string): Promise<SpooledObjectStream> {

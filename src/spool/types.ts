@@ -65,8 +65,11 @@ export interface SenderQueue {
    * in the queue are skipped.
    */
   markSending(ids: string[], destination: string): Promise<void>;
-  /** Reads the Part 10 bytes of an object. */
-  read(id: string): Promise<Buffer>;
+  /**
+   * Reads the Part 10 bytes of an object. When `into` is given and long
+   * enough, the bytes may go there and the result be a view of it.
+   */
+  read(id: string, into?: Buffer): Promise<Buffer>;
   /**
    * Opens the Part 10 file of an object for reading in chunks, so that a large
    * clip is never held whole in memory. Optional: senders fall back to `read`.

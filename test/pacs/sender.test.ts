@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { Sender, type SenderEvents } from '../../src/pacs/sender.js';
 import type { StoreObject } from '../../src/pacs/store-scu.js';
 import type { DestinationConfig } from '../../src/profile/schema.js';
-import { destinationFor, makeJpegObject, memoryLogger, MemoryQueue, patientMarkers, storeObjectFromFile } from './fixtures.js';
+import { destinationFor, makeJpegObject, makeUncompressedObject, memoryLogger, MemoryQueue, patientMarkers, storeObjectFromFile } from './fixtures.js';
 import { freePort } from '../helpers/ports.js';
 import { startFakeScp, startStorescp } from './peers.js';
 
@@ -41,7 +41,7 @@ async function waitUntil(condition: () => boolean, what: string, timeoutMs = 15_
   }
 }
 
-function startSender(t: Test, destination: DestinationConfig, queue: MemoryQueue, extra: { batchSize?: number; stopGraceMs?: number } = {}) {
+function startSender(t: Test, destination: DestinationConfig, queue: MemoryQueue, extra: { batchSize?: number; objectsPerAssociation?: number; stopGraceMs?: number } = {}) {
   const { log, lines } = memoryLogger();
   const sender = new Sender({ destination, callingAeTitle, queue, log, ...extra });
   const events = recordEvents(sender);
@@ -50,20 +50,31 @@ function startSender(t: Test, destination: DestinationConfig, queue: MemoryQueue
   return { sender, events, lines };
 }
 
-t.test('sender delivers queued objects in batches', async (t) => {
-  const directory = join(workDirectory, 'batches');
+/** Starts storescp with its own output folder and a sender to it with an empty queue. */
+async function senderToStorescp(t: Test, folder: string, extra: { batchSize?: number; objectsPerAssociation?: number } = {}) {
+  const directory = join(workDirectory, folder);
   await mkdir(directory);
   const port = await freePort();
   const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+uf'] });
   t.teardown(() => peer.stop());
   const queue = new MemoryQueue();
   const destination = destinationFor(port);
-  const { sender, events, lines } = startSender(t, destination, queue, { batchSize: 2 });
+  return { directory, queue, destination, ...startSender(t, destination, queue, extra) };
+}
 
+/** Queues objects, wakes the sender and waits until each was stored. */
+async function deliver(setup: { sender: Sender; queue: MemoryQueue; destination: DestinationConfig; events: ReturnType<typeof recordEvents> }, queued: StoreObject[]): Promise<void> {
   // The sender starts idle, and wake() notifies it of the new objects.
-  for (const object of objects) queue.add(object, [destination.name]);
-  sender.wake();
-  await waitUntil(() => events.filter((event) => event.name === 'objectStored').length === 3, 'three objectStored events');
+  for (const object of queued) setup.queue.add(object, [setup.destination.name]);
+  setup.sender.wake();
+  const stored = () => setup.events.filter((event) => event.name === 'objectStored').length;
+  await waitUntil(() => stored() === queued.length, `${queued.length} objectStored events`);
+}
+
+t.test('sender delivers queued objects in batches', async (t) => {
+  const setup = await senderToStorescp(t, 'batches', { batchSize: 2 });
+  const { directory, queue, destination, sender, events, lines } = setup;
+  await deliver(setup, objects);
 
   t.same(
     events.filter((event) => event.name === 'objectStored').map((event) => event.payload),
@@ -72,9 +83,40 @@ t.test('sender delivers queued objects in batches', async (t) => {
   t.same(objects.map((object) => queue.state(object.id, destination.name)), ['stored', 'stored', 'stored']);
   t.same(events.filter((event) => event.name === 'linkChanged').map((event) => event.payload), [{ destination: destination.name, up: true }]);
   t.equal((await readdir(directory)).length, 3, 'storescp wrote three files');
-  t.equal(lines().match(/"msg":"store batch finished"/g)?.length, 2, 'two associations of at most two objects');
+  t.same(associationSizes(lines()), [3], 'one association took both batches while the queue had objects');
   t.same(sender.status(), { destination: destination.name, lastResult: 'stored', consecutiveFailures: 0 });
   for (const marker of patientMarkers) t.notOk(lines().includes(marker), `log contains no ${marker}`);
+});
+
+/** Objects sent per association, from the store-scu log lines, in order. */
+function associationSizes(log: string): number[] {
+  return [...log.matchAll(/"objects":(\d+)[^\n]*"msg":"store batch finished"/g)].map((match) => Number(match[1]));
+}
+
+t.test('sender ends an association at its object limit', async (t) => {
+  const setup = await senderToStorescp(t, 'limit', { batchSize: 1, objectsPerAssociation: 2 });
+  await deliver(setup, objects);
+  const { directory, lines } = setup;
+  t.same(associationSizes(lines()), [2, 1], 'two objects, then a new association for the third');
+  t.equal((await readdir(directory)).length, 3, 'storescp wrote three files');
+});
+
+t.test('sender opens a new association for an object the open one cannot carry', async (t) => {
+  const setup = await senderToStorescp(t, 'contexts', { batchSize: 1 });
+  const { events, lines } = setup;
+  const [first, , third] = objects as [StoreObject, StoreObject, StoreObject];
+  const uncompressedPath = await makeUncompressedObject(join(workDirectory, 'still.dcm'), join(workDirectory, 'contexts-explicit.dcm'));
+  const uncompressed = await storeObjectFromFile('obj-explicit', uncompressedPath);
+  // The first association proposes JPEG Baseline only, so it cannot carry the
+  // Explicit VR object; the second proposes uncompressed syntaxes only.
+  await deliver(setup, [first, uncompressed, third]);
+  t.same(
+    events.filter((event) => event.name === 'objectStored').map((event) => (event.payload as { id: string }).id),
+    ['obj-a', 'obj-explicit', 'obj-c'],
+    'stored oldest first',
+  );
+  t.same(associationSizes(lines()), [1, 1, 1], 'one association per run of objects it can carry');
+  t.notOk(lines().includes('no acceptable presentation context'), 'no object was offered to an association without its context');
 });
 
 t.test('sender retries until storescp starts', async (t) => {

@@ -309,3 +309,48 @@ t.test('store-scu reads lazy objects when sending', async (t) => {
   t.same(seen, ['lazy-first', 'lazy-missing', 'lazy-busy', 'lazy-last'], 'onResult got every result once');
   t.equal((await readdir(directory)).length, 2, 'storescp received the two readable objects');
 });
+
+t.test('store-scu reads into reused buffers and sends every object unchanged', async (t) => {
+  // Sizes from 10 kB to 6 MB in an order that makes buffers of every size
+  // change hands. Two different large objects in a row: a buffer given back
+  // before its 6 MB were written would be overwritten by the next one.
+  const otherLarge = await storeObjectFromFile('obj-large-b', await makeJpegObject(workDirectory, 'large-b', { width: 3600, height: 2000, noise: true }));
+  const sources = [largeJpeg, otherLarge, smallJpeg, secondJpeg, otherLarge, largeJpeg, smallJpeg, secondJpeg, smallJpeg];
+  const buffersGiven: ArrayBufferLike[] = [];
+  const objects: LazyStoreObject[] = sources.map((source, index) => {
+    const { sopClassUid, sopInstanceUid, transferSyntaxUid, part10 } = source;
+    return {
+      id: `reuse-${index}`,
+      sopClassUid,
+      sopInstanceUid,
+      transferSyntaxUid,
+      bytes: part10.length,
+      // As the spool reads: into the buffer when it is long enough.
+      read: async (into) => {
+        if (into === undefined || into.length < part10.length) return Buffer.from(part10);
+        buffersGiven.push(into.buffer);
+        part10.copy(into);
+        return into.subarray(0, part10.length);
+      },
+    };
+  });
+  const directory = await outputDirectory('reuse');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+uf', '+B'] });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+
+  const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects, log });
+
+  t.same(results.map((result) => result.outcome), sources.map(() => 'stored'));
+  t.equal(buffersGiven.length, sources.length, 'every object was read into a given buffer');
+  const distinct = new Set(buffersGiven).size;
+  t.ok(distinct < sources.length, `${sources.length} objects read into ${distinct} buffers`);
+  const received = await readdir(directory);
+  t.equal(received.length, sources.length, 'storescp wrote one file per object');
+  for (const name of received) {
+    const stored = splitPart10(await readFile(join(directory, name)));
+    const source = sources.find((candidate) => candidate.sopInstanceUid === stored.sopInstanceUid);
+    t.ok(source !== undefined && splitPart10(source.part10).dataset.equals(stored.dataset), `${name} holds the data set sent, byte for byte`);
+  }
+});

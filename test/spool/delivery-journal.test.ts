@@ -95,6 +95,36 @@ t.test('journal groups concurrent appends into few syncs', async (t) => {
   t.equal((await readJournal(file)).records.size, 40);
 });
 
+t.test('journal lets records that arrive apart share an fdatasync', async (t) => {
+  const file = await tempFile(t);
+  // A long delay: the records arrive 5 ms apart, all within it.
+  const journal = await openJournal(file, { syncDelayMs: 400, syncGroupLines: 100 });
+  const appended: Array<Promise<void>> = [];
+  let synced = 0;
+  for (let index = 0; index < 6; index += 1) {
+    appended.push(journal.append(`obj-${index}`, 'a', record('stored'), true).then(() => void (synced += 1)));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  t.equal(synced, 0, 'no record is reported durable before its fdatasync');
+  t.same((await readJournal(file)).records.size, 6, 'every line is in the file before the fdatasync');
+  await Promise.all(appended);
+  t.equal(journal.stats().syncs, 1, 'one fdatasync for six records');
+  await journal.close();
+});
+
+t.test('journal syncs at once when enough lines wait, and at close', async (t) => {
+  const file = await tempFile(t);
+  // A delay far longer than the test: only the group size and close may start an fdatasync.
+  const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 3 });
+  await Promise.all(['obj-1', 'obj-2', 'obj-3'].map((id) => journal.append(id, 'a', record('stored'), true)));
+  t.equal(journal.stats().syncs, 1, 'three waiting lines started an fdatasync');
+  const last = journal.append('obj-4', 'a', record('stored'), true);
+  await journal.close();
+  await last;
+  t.equal(journal.stats().syncs, 2, 'close synced the last line without waiting for the delay');
+  t.equal((await readJournal(file)).records.size, 4);
+});
+
 t.test('journal written but not synced lines resolve without a sync', async (t) => {
   const file = await tempFile(t);
   const journal = await openJournal(file);

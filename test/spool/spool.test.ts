@@ -50,6 +50,24 @@ t.test('spool lifecycle with two destinations', async (t) => {
   await t.rejects(spool.markStored(entry.id, 'a', 0), { code: 'SPOOL_UNKNOWN_OBJECT' });
 });
 
+t.test('spool reads an object into a given buffer when it fits', async (t) => {
+  const { spool } = await tempSpool(t);
+  const { part10, meta } = makeObject(`${UID_ROOT}.50`);
+  const entry = await spool.add(part10, meta);
+
+  const roomy = Buffer.alloc(part10.length + 100, 0xee);
+  const into = await spool.read(entry.id, roomy);
+  t.ok(into.equals(part10), 'the bytes of the object');
+  t.equal(into.buffer, roomy.buffer, 'read into the given buffer');
+  t.equal(into.byteOffset, roomy.byteOffset);
+
+  const small = Buffer.alloc(part10.length - 1, 0xee);
+  const fresh = await spool.read(entry.id, small);
+  t.ok(fresh.equals(part10), 'the bytes of the object');
+  t.not(fresh.buffer, small.buffer, 'a buffer too small is left alone');
+  t.ok(small.every((byte) => byte === 0xee), 'and not written to');
+});
+
 t.test('spool failure keeps object queued', async (t) => {
   const { directory, spool } = await tempSpool(t);
   const { part10, meta } = makeObject(`${UID_ROOT}.2`);
