@@ -4,8 +4,8 @@
 //  1. makes N stills (default 300) of noisy 1080p JPEG (~290 KB each) with the
 //     ffmpeg CLI and wraps them with buildVlEndoscopicImage (from dist/);
 //  2. storescu -xy, one association for every file, TCP_NODELAY=1;
-//  3. endocap storeObjects, once over one association and once in batches of
-//     --batch objects per association (the Sender's default is 20), each file
+//  3. endocap storeObjects, once over one association and once over one
+//     association per --batch objects (the Sender's batch is 20), each file
 //     read from disk inside the timed part, as storescu reads them;
 //  4. the daemon's path: a Sender forwarding the same objects from a durable
 //     Spool, which records every delivery on disk, once with the profile's
@@ -17,7 +17,9 @@
 // the files it wrote are counted and their data sets compared with the source.
 // The runs of a round go in turn in forward and reverse order.
 // Usage: npx tsc -p . && node bench/forwarding.mjs [--count 300] [--batch 20] [--rounds 7] [--keep]
-// --batch sets the objects per association of both storeObjects in batches and the Sender.
+// --batch sets the objects per association of the second storeObjects run, and
+// the Sender's batch: the objects it takes from the spool at a time, while its
+// association goes on as long as the spool has objects.
 // The daemon's thread pool size, set before anything uses the pool.
 import '../dist/cli/threadpool.js';
 import { execFile, spawn } from 'node:child_process';
@@ -195,7 +197,7 @@ async function timeStoreObjects(port, paths, perAssociation) {
 }
 
 /**
- * Times the daemon's path: a Sender with its default batch size forwards the
+ * Times the daemon's path: a Sender taking batches of `batchSize` forwards the
  * objects from a durable Spool. The timing includes the spool's durable record
  * of each delivery, and with retention 0 the deletion of each delivered
  * object; filling the spool is not timed.
@@ -264,8 +266,8 @@ try {
     { name: 'storescu, 1 association', exact: false, time: () => timeStorescu(port, path.join(work, 'objects')) },
     { name: 'endocap storeObjects, 1 association', exact: true, time: () => timeStoreObjects(port, paths, paths.length) },
     { name: `endocap storeObjects, ${batchSize} per association`, exact: true, time: () => timeStoreObjects(port, paths, batchSize) },
-    { name: `endocap Sender + Spool, ${batchSize} per association, retention 24 h`, exact: true, time: () => timeSender(port, paths, work, 24) },
-    { name: `endocap Sender + Spool, ${batchSize} per association, retention 0`, exact: true, time: () => timeSender(port, paths, work, 0) },
+    { name: `endocap Sender + Spool, batches of ${batchSize}, retention 24 h`, exact: true, time: () => timeSender(port, paths, work, 24) },
+    { name: `endocap Sender + Spool, batches of ${batchSize}, retention 0`, exact: true, time: () => timeSender(port, paths, work, 0) },
   ];
   const reference = runs[0];
   const samples = new Map(runs.map((entry) => [entry.name, { seconds: [], cpuSeconds: [], ratios: [] }]));

@@ -116,8 +116,11 @@ const defaultBatchSize = 20;
  */
 const defaultObjectsPerAssociation = 1_000;
 
-/** Results of a batch that may wait to be recorded while sending goes on. */
-export const unrecordedLimit = 8;
+/**
+ * Results that may wait to be recorded while sending goes on. Twice the
+ * journal's fdatasync group, so that sending goes on while a group is synced.
+ */
+export const unrecordedLimit = 16;
 const defaultStopGraceMs = 2_000;
 
 /**

@@ -134,16 +134,19 @@ const MIN_BUFFER_BYTES = 64 * 1024;
 export class ReadBuffers {
   private readonly free: Buffer[] = [];
 
-  /** Returns a buffer of at least `bytes`, or undefined when the size is unknown or too large to keep. */
+  /**
+   * Returns a buffer longer than `bytes`, so that a reader can check that the
+   * file ends there, or undefined when the size is unknown or too large to keep.
+   */
   take(bytes: number | undefined): Buffer | undefined {
-    if (bytes === undefined || bytes > MAX_REUSED_BUFFER_BYTES) return undefined;
+    if (bytes === undefined || bytes >= MAX_REUSED_BUFFER_BYTES) return undefined;
     // The smallest that fits, so that large buffers stay for large objects.
-    const index = this.free.findIndex((buffer) => buffer.length >= bytes);
+    const index = this.free.findIndex((buffer) => buffer.length > bytes);
     if (index >= 0) return this.free.splice(index, 1)[0];
     // Powers of two let stills of slightly different sizes share buffers.
     let length = MIN_BUFFER_BYTES;
-    while (length < bytes) length *= 2;
-    return Buffer.allocUnsafe(Math.min(length, MAX_REUSED_BUFFER_BYTES));
+    while (length <= bytes) length *= 2;
+    return Buffer.allocUnsafe(length);
   }
 
   give(buffer: Buffer | undefined): void {

@@ -48,9 +48,9 @@ export interface LazyStoreObject extends StoreObjectMetadata {
   /** Size of the Part 10 file, when known before reading it. */
   bytes?: number;
   /**
-   * Reads the Part 10 bytes. With `into` at least `bytes` long, it may read
-   * into `into` and return a view of it; the buffer is reused for a later
-   * object only after this one was sent.
+   * Reads the Part 10 bytes. With `into` longer than `bytes`, it may read
+   * into `into` and return a view of it. The caller reuses that buffer for a
+   * later object only after this one was sent.
    */
   read: (into?: Buffer) => Promise<Buffer>;
   /** Opens the Part 10 file as a stream, for transfers that send files as they are (STOW-RS). */

@@ -24,7 +24,7 @@ const fdatasyncFd = promisify(fdatasync);
 
 /** Lines appended since the last compaction before the journal is compacted, at the least. */
 const MIN_LINES_BEFORE_COMPACTION = 10_000;
-const DEFAULT_SYNC_DELAY_MS = 2;
+const DEFAULT_SYNC_DELAY_MS = 10;
 const DEFAULT_SYNC_GROUP_LINES = 8;
 
 export interface JournalReadResult {
@@ -104,7 +104,7 @@ export interface DeliveryJournalOptions {
   beforeCompaction: () => Promise<void>;
   /** Lines appended since the last compaction before the journal is compacted, at the least. Default 10 000. */
   minLinesBeforeCompaction?: number;
-  /** Maximum time a durable line waits for others to share its fdatasync, in milliseconds. Default 2. */
+  /** Maximum time a durable line waits for others to share its fdatasync, in milliseconds. Default 10. */
   syncDelayMs?: number;
   /** Durable lines that start an fdatasync without waiting. Default 8. */
   syncGroupLines?: number;

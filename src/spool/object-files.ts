@@ -49,26 +49,35 @@ export class ObjectFiles {
   }
 
   /**
-   * Reads an object file whole. With `into` at least as long as the file, the
-   * bytes go there and the result is a view of it, so that a sender can reuse
-   * one buffer for many objects instead of allocating one per object.
+   * Reads an object file whole. With `into` longer than the file, the bytes go
+   * there and the result is a view of it, so that a sender can reuse one
+   * buffer for many objects instead of allocating one per object. `bytes`, the
+   * size the spool recorded, saves an fstat: one byte more is requested, so a
+   * file that grew is noticed.
    */
-  async read(id: string, into?: Buffer): Promise<Buffer> {
+  async read(id: string, into?: Buffer, bytes?: number): Promise<Buffer> {
     let handle: FileHandle | undefined;
     try {
       handle = await open(this.objectPath(id), 'r');
-      const { size } = await handle.stat();
-      const target = into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+      const size = bytes ?? (await handle.stat()).size;
+      const capacity = bytes === undefined ? size : size + 1;
+      const target = into !== undefined && into.length >= capacity ? into.subarray(0, capacity) : Buffer.allocUnsafe(capacity);
       let offset = 0;
-      while (offset < size) {
-        const { bytesRead } = await handle.read(target, offset, size - offset, offset);
-        if (bytesRead === 0) throw new Error(`file ended after ${offset} of ${size} bytes`);
+      while (offset < capacity) {
+        const requested = capacity - offset;
+        const { bytesRead } = await handle.read(target, offset, requested, offset);
         offset += bytesRead;
+        // A short read from the recorded size on is the end of the file.
+        if (bytesRead === 0 || (offset >= size && bytesRead < requested)) break;
+      }
+      if (offset !== size) {
+        const found = offset > size ? `more than ${size}` : String(offset);
+        throw new Error(bytes === undefined ? `file ended after ${offset} of ${size} bytes` : `file has ${found} bytes, the spool recorded ${size}`);
       }
       const file = handle;
       handle = undefined;
       await file.close();
-      return target;
+      return target.subarray(0, size);
     } catch (error) {
       if (handle) await this.closeAfterFailure(id, handle);
       throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `failed to read spooled object ${id}: ${errorMessage(error)}`, { cause: error });

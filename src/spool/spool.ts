@@ -258,8 +258,8 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
 
   async read(id: string, into?: Buffer): Promise<Buffer> {
     this.assertOpen();
-    this.requireEntry(id);
-    return this.files.read(id, into);
+    const entry = this.requireEntry(id);
+    return this.files.read(id, into, entry.bytes);
   }
 
   async openStream(id: string): Promise<SpooledObjectStream> {

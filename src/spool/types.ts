@@ -66,8 +66,8 @@ export interface SenderQueue {
    */
   markSending(ids: string[], destination: string): Promise<void>;
   /**
-   * Reads the Part 10 bytes of an object. When `into` is given and long
-   * enough, the bytes may go there and the result be a view of it.
+   * Reads the Part 10 bytes of an object. When `into` is given and longer
+   * than the object, the bytes may go there and the result be a view of it.
    */
   read(id: string, into?: Buffer): Promise<Buffer>;
   /**

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -61,11 +61,26 @@ t.test('spool reads an object into a given buffer when it fits', async (t) => {
   t.equal(into.buffer, roomy.buffer, 'read into the given buffer');
   t.equal(into.byteOffset, roomy.byteOffset);
 
-  const small = Buffer.alloc(part10.length - 1, 0xee);
+  // The spool asks for one byte more than it recorded, to notice a file that grew.
+  const small = Buffer.alloc(part10.length, 0xee);
   const fresh = await spool.read(entry.id, small);
   t.ok(fresh.equals(part10), 'the bytes of the object');
   t.not(fresh.buffer, small.buffer, 'a buffer too small is left alone');
   t.ok(small.every((byte) => byte === 0xee), 'and not written to');
+});
+
+t.test('spool read rejects a file whose size changed', async (t) => {
+  const { objects, spool } = await tempSpool(t);
+  const { part10, meta } = makeObject(`${UID_ROOT}.51`);
+  const entry = await spool.add(part10, meta);
+  const file = path.join(objects, `${entry.id}.dcm`);
+
+  await appendFile(file, Buffer.from([0]));
+  await t.rejects(spool.read(entry.id), { code: 'SPOOL_CORRUPT_ENTRY', message: `failed to read spooled object ${entry.id}: file has more than ${part10.length} bytes, the spool recorded ${part10.length}` });
+  await t.rejects(spool.read(entry.id, Buffer.alloc(part10.length * 2)), { code: 'SPOOL_CORRUPT_ENTRY' }, 'also when reading into a buffer');
+
+  await truncate(file, part10.length - 10);
+  await t.rejects(spool.read(entry.id), { message: `failed to read spooled object ${entry.id}: file has ${part10.length - 10} bytes, the spool recorded ${part10.length}` });
 });
 
 t.test('spool failure keeps object queued', async (t) => {
