@@ -283,10 +283,14 @@ export class Sender extends EventEmitter<SenderEvents> {
     // crash, so the limit bounds those duplicates.
     const records: Array<Promise<void>> = [];
     let objectsTaken = objects.length;
+    // After a transient failure the association takes no more objects: the
+    // failed one would be the oldest queued again, and is retried after the backoff.
+    let failedTransiently = false;
     const results = await this.transfer(objects, {
       signal: this.abortController.signal,
       onResult: (result) => {
         if (result.associated === true) this.updateLink(true);
+        if (result.outcome === 'transient') failedTransiently = true;
         const persisted = this.persist(result);
         const previous = records.at(-1) ?? Promise.resolve();
         records.push(
@@ -297,6 +301,7 @@ export class Sender extends EventEmitter<SenderEvents> {
         return records.at(-1 - unrecordedLimit);
       },
       more: async (canSend) => {
+        if (failedTransiently) return [];
         const more = await this.takeMore(canSend, this.objectsPerAssociation - objectsTaken);
         objectsTaken += more.length;
         return more;

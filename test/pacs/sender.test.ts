@@ -119,6 +119,31 @@ t.test('sender opens a new association for an object the open one cannot carry',
   t.notOk(lines().includes('no acceptable presentation context'), 'no object was offered to an association without its context');
 });
 
+t.test('sender ends an association after a transient failure', async (t) => {
+  const setup = await senderToStorescp(t, 'transient-read', { batchSize: 1 });
+  const { queue, events, lines } = setup;
+  const readObject = queue.read.bind(queue);
+  let busyReads = 0;
+  queue.read = async (id: string) => {
+    if (id !== 'obj-b') return readObject(id);
+    busyReads += 1;
+    throw Object.assign(new Error('EBUSY: resource busy'), { code: 'EBUSY' });
+  };
+  for (const object of objects) queue.add(object, [setup.destination.name]);
+  setup.sender.wake();
+  await waitUntil(() => associationSizes(lines()).length >= 1, 'the first association to end');
+
+  // One more object may have been taken before the failure was known, as the next file is read ahead.
+  const [firstSize = 0] = associationSizes(lines());
+  t.ok(firstSize <= objects.length, `the first association ended after ${firstSize} objects`);
+  t.equal(busyReads, 1, 'the failed object was not taken again on the same association');
+  t.same(
+    events.filter((event) => event.name === 'storeFailed').map((event) => (event.payload as { id: string; willRetry: boolean }).willRetry),
+    [true],
+    'one transient failure, to be retried',
+  );
+});
+
 t.test('sender retries until storescp starts', async (t) => {
   const directory = join(workDirectory, 'late-start');
   await mkdir(directory);
