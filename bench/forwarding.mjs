@@ -13,6 +13,7 @@
 //     retention 0 (each delivered object is deleted);
 //  5. prints, for each run, the time relative to storescu's in the same round
 //     (best and median over the rounds), and the best and median seconds.
+// Before each run the page cache's dirty pages are flushed with `sync`.
 // Every run goes to a fresh output folder of one `storescp +xa +B`, and
 // the files it wrote are counted and their data sets compared with the source.
 // The runs of a round go in turn in forward and reverse order.
@@ -79,6 +80,15 @@ async function waitForPort(port) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`storescp is not listening on port ${port}`);
+}
+
+/**
+ * Flushes dirty pages to disk before a timed run. Filling a spool writes
+ * 89 MB and emptying the receiver's folder deletes as much; left to the
+ * kernel's writeback, that work would land inside the next timed run.
+ */
+async function settleDisk() {
+  await run('sync');
 }
 
 async function makeObjects(work) {
@@ -212,6 +222,7 @@ async function timeSender(port, paths, work, retentionHours) {
     const { sopClassUid, sopInstanceUid, transferSyntaxUid } = metadataFor(offset + 1);
     await spool.add(await readFile(file), { sopClassUid, sopInstanceUid, transferSyntaxUid });
   }
+  await settleDisk();
   const sender = new Sender({ destination, callingAeTitle: 'BENCH', queue: spool, log, batchSize });
   let stored = 0;
   let failure;
@@ -279,6 +290,7 @@ try {
     for (const entry of order) {
       await rm(receivedDirectory, { recursive: true, force: true });
       await mkdir(receivedDirectory);
+      await settleDisk();
       const timing = await entry.time();
       await checkReceived(receivedDirectory, paths, entry.exact);
       seconds.set(entry.name, timing.seconds);

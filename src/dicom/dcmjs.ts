@@ -27,6 +27,8 @@ export interface DcmjsDicomDict {
 }
 
 export interface DcmjsApi {
+  /** The library's own logger (loglevel). */
+  log: { setLevel(level: 'silent', persist?: boolean): void };
   data: {
     DicomDict: new (meta: DcmjsDataset) => DcmjsDicomDict;
     DicomMessage: {
@@ -41,6 +43,11 @@ export interface DcmjsApi {
 const require = createRequire(import.meta.url);
 
 export const dcmjs = require('dcmjs') as DcmjsApi;
+
+// dcmjs writes some warnings straight to the console with element values in
+// them, for example "Unknown name in dataset" and the value of a private
+// element, which may hold patient data. endocap logs only through pino.
+dcmjs.log.setLevel('silent', false);
 
 /** Copies a Buffer into an ArrayBuffer of exactly its length, because dcmjs reads a view from offset 0 of its backing memory. */
 export function exactArrayBuffer(buffer: Buffer): ArrayBuffer {

@@ -1,4 +1,6 @@
 import dimse from 'dcmjs-dimse';
+// Loads dcmjs with its console logging off, before any data set is converted.
+import '../dicom/dcmjs.js';
 import type { Logger } from '../log.js';
 import { SopClassUid, UNCOMPRESSED_TRANSFER_SYNTAXES } from './service-tables.js';
 

@@ -137,6 +137,11 @@ export class ScuAssociation {
     return this.accepted.map((context) => ({ ...context }));
   }
 
+  /** True while requests can be sent: established, not released, not failed or aborted. */
+  get usable(): boolean {
+    return this.established && !this.releasing && this.failure === undefined;
+  }
+
   /** The peer's maximum PDU length from the A-ASSOCIATE-AC; 0 means no limit. */
   get peerMaxPdu(): number {
     return this.peerMaxPduLength;

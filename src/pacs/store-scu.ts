@@ -178,7 +178,7 @@ async function sendOverAssociation(
     const { id } = item.object;
     const loading = next;
     next = undefined;
-    if (index + 1 === items.length && !exhausted && stopReason === undefined) {
+    if (index + 1 === items.length && !exhausted && stopReason === undefined && association.usable) {
       exhausted = !(await appendMore(options, canSend, items, objects, log));
     }
     // Starts reading the next file; called once this object is on its way or skipped.

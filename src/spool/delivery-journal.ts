@@ -1,6 +1,4 @@
-import { close, fdatasync, openSync, writeSync } from 'node:fs';
 import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
@@ -18,9 +16,6 @@ const journalLineSchema = z.object({
   destination: z.string(),
   record: deliveryRecordSchema,
 });
-
-const closeFd = promisify(close);
-const fdatasyncFd = promisify(fdatasync);
 
 /** Lines appended since the last compaction before the journal is compacted, at the least. */
 const MIN_LINES_BEFORE_COMPACTION = 10_000;
@@ -88,8 +83,8 @@ interface PendingLine {
   sequence: number;
   text: string;
   durable: boolean;
-  /** When the line was written to the file, for the fdatasync delay. */
-  writtenAt?: number;
+  /** When the line was appended, for the fdatasync delay. */
+  appendedAt: number;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -119,11 +114,12 @@ export interface JournalCounts {
 }
 
 /**
- * Append-only file of delivery record changes, written with group commit. Each
- * line is appended to the file when it arrives, or when a compaction in
- * progress ends. One fdatasync at a time covers every line written before it
- * started, so lines that arrive during an fdatasync share the next one. Writes go on while an fdatasync runs. A record in the journal overrides the record in the object's
- * state file. When the journal contains many superseded lines, compaction
+ * Append-only file of delivery record changes, written with group commit. A
+ * line that need not be durable is written at once. Durable lines wait until
+ * `syncGroupLines` of them wait or the oldest has waited `syncDelayMs`, then
+ * one write and one fdatasync cover them all. Lines that arrive during a write
+ * or an fdatasync go with the next one. A record in the journal overrides the
+ * record in the object's state file. When the journal contains many superseded lines, compaction
  * rewrites it with the last record of each object still in the spool, by temp
  * file and rename.
  */
@@ -141,12 +137,12 @@ export class DeliveryJournal {
   private readonly latest = new Map<string, Map<string, { sequence: number; text: string }>>();
   private latestCount = 0;
   private sequence = 0;
-  /** The journal opened for appending; raw, so that lines are appended without a trip through the thread pool. */
-  private fd: number | undefined;
+  private handle: FileHandle | undefined;
   /** Lines waiting for the next write. */
   private pending: PendingLine[] = [];
   /** Durable lines written and waiting for the next fdatasync. */
   private unsynced: PendingLine[] = [];
+  private writing = false;
   private syncing = false;
   private compacting = false;
   private idleWaiters: Array<() => void> = [];
@@ -154,6 +150,7 @@ export class DeliveryJournal {
   /** Set after a failed write, which may have left a partial line for the next write to end. */
   private partialLine = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   constructor(options: DeliveryJournalOptions) {
     this.file = options.file;
@@ -193,7 +190,8 @@ export class DeliveryJournal {
   append(id: string, destination: string, record: DeliveryRecord, durable: boolean): Promise<void> {
     if (this.closed) return Promise.reject(new Error('delivery journal used after close'));
     return new Promise((resolve, reject) => {
-      this.pending.push({ id, destination, sequence: this.nextSequence(), text: formatLine(id, destination, record), durable, resolve, reject });
+      const line = { id, destination, sequence: this.nextSequence(), text: formatLine(id, destination, record), durable, appendedAt: performance.now(), resolve, reject };
+      this.pending.push(line);
       this.pump();
     });
   }
@@ -204,13 +202,18 @@ export class DeliveryJournal {
     this.latest.delete(id);
   }
 
-  /** Waits for the appends in progress and closes the file. */
-  async close(): Promise<void> {
-    this.closed = true;
-    this.pump();
-    await this.idle();
-    if (this.fd !== undefined) await closeFd(this.fd);
-    this.fd = undefined;
+  /** Writes and syncs the lines still waiting, then closes the file. A second call waits for the first. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.pump();
+      await this.idle();
+      clearTimeout(this.syncTimer);
+      this.syncTimer = undefined;
+      await this.handle?.close();
+      this.handle = undefined;
+    })();
+    return this.closing;
   }
 
   private idle(): Promise<void> {
@@ -219,7 +222,7 @@ export class DeliveryJournal {
   }
 
   private isIdle(): boolean {
-    return !this.syncing && !this.compacting && this.pending.length === 0 && this.unsynced.length === 0;
+    return !this.writing && !this.syncing && !this.compacting && this.pending.length === 0 && this.unsynced.length === 0;
   }
 
   /** Starts whatever can run now: a write, an fdatasync, a compaction. */
@@ -229,29 +232,56 @@ export class DeliveryJournal {
       void this.runCompaction();
       return;
     }
-    if (this.pending.length > 0) this.writeNext();
-    if (!this.syncing && this.unsynced.length > 0) this.syncWhenDue();
+    const syncDue = this.syncDue();
+    if (!this.writing && this.pending.length > 0 && (syncDue || this.pending.some((line) => !line.durable))) void this.writeNext();
+    if (!this.syncing && !this.writing && this.unsynced.length > 0 && syncDue) void this.syncNext();
+    if (!syncDue) this.armSyncTimer();
     if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   /**
-   * Appends the waiting lines with one blocking write. Appending a few hundred
-   * bytes to the page cache takes microseconds, far less than a trip through
-   * the thread pool. Only the fdatasync waits for the disk, on the pool.
+   * True when the durable lines waiting, written or not, should be synced now:
+   * `syncGroupLines` of them wait, the oldest has waited `syncDelayMs`, or the
+   * journal is closing. Waiting a little lets one write and one fdatasync cover
+   * the results of several objects on a disk whose flush is faster than the
+   * objects arrive. On a slower disk, the lines that arrive during an
+   * fdatasync already make the group.
    */
-  private writeNext(): void {
+  private syncDue(): boolean {
+    const waiting = this.unsynced.length + this.pending.filter((line) => line.durable).length;
+    if (waiting === 0) return false;
+    return this.closed || waiting >= this.syncGroupLines || performance.now() - this.oldestDurableAppend() >= this.syncDelayMs;
+  }
+
+  private oldestDurableAppend(): number {
+    return Math.min(this.unsynced[0]?.appendedAt ?? Infinity, this.pending.find((line) => line.durable)?.appendedAt ?? Infinity);
+  }
+
+  /** Calls pump when the oldest durable line has waited `syncDelayMs`. */
+  private armSyncTimer(): void {
+    if (this.syncTimer !== undefined) return;
+    const oldest = this.oldestDurableAppend();
+    if (oldest === Infinity) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined;
+      this.pump();
+    }, Math.max(0, oldest + this.syncDelayMs - performance.now()));
+  }
+
+  /** Appends every waiting line with one write. */
+  private async writeNext(): Promise<void> {
+    this.writing = true;
     const group = this.pending.splice(0);
     try {
-      this.fd ??= openSync(this.file, 'a');
+      this.handle ??= await open(this.file, 'a');
       const text = (this.partialLine ? '\n' : '') + group.map((line) => line.text).join('');
-      writeAllSync(this.fd, Buffer.from(text, 'utf8'));
+      await writeAll(this.handle, Buffer.from(text, 'utf8'));
       this.partialLine = false;
       this.linesSinceCompaction += group.length;
       this.counts.lines += group.length;
       this.counts.writes += 1;
       for (const line of group) {
         if (line.durable) {
-          line.writtenAt = performance.now();
           this.unsynced.push(line);
         } else {
           this.remember(line);
@@ -261,36 +291,18 @@ export class DeliveryJournal {
     } catch (error) {
       this.partialLine = true;
       for (const line of group) line.reject(error);
-    }
-  }
-
-  /**
-   * Starts an fdatasync once `syncGroupLines` lines wait for one, or the
-   * oldest has waited `syncDelayMs`, or at close. Waiting a little lets one
-   * fdatasync cover the results of several objects on a disk whose flush is
-   * faster than the objects arrive. On a slower disk, the lines that arrive
-   * during an fdatasync already make the group.
-   */
-  private syncWhenDue(): void {
-    const waited = performance.now() - (this.unsynced[0]?.writtenAt ?? 0);
-    if (this.closed || this.unsynced.length >= this.syncGroupLines || waited >= this.syncDelayMs) {
-      clearTimeout(this.syncTimer);
-      this.syncTimer = undefined;
-      void this.syncNext();
-      return;
-    }
-    this.syncTimer ??= setTimeout(() => {
-      this.syncTimer = undefined;
+    } finally {
+      this.writing = false;
       this.pump();
-    }, this.syncDelayMs - waited);
+    }
   }
 
   private async syncNext(): Promise<void> {
     this.syncing = true;
     const group = this.unsynced.splice(0);
     try {
-      if (this.fd === undefined) throw new Error('delivery journal is not open');
-      await fdatasyncFd(this.fd);
+      if (this.handle === undefined) throw new Error('delivery journal is not open');
+      await this.handle.datasync();
       this.counts.syncs += 1;
       for (const line of group) {
         this.remember(line);
@@ -305,7 +317,7 @@ export class DeliveryJournal {
   }
 
   private shouldCompact(): boolean {
-    if (this.syncing || this.unsynced.length > 0) return false;
+    if (this.writing || this.syncing || this.unsynced.length > 0) return false;
     return this.linesSinceCompaction >= this.minLinesBeforeCompaction && this.linesSinceCompaction > 2 * this.latestCount;
   }
 
@@ -368,20 +380,15 @@ export class DeliveryJournal {
       await unlink(temp).catch(() => undefined);
       throw error;
     }
-    if (this.fd !== undefined) await closeFd(this.fd);
-    this.fd = undefined;
+    await this.handle?.close();
+    this.handle = undefined;
     await rename(temp, this.file);
     this.partialLine = false;
     this.linesSinceCompaction = 0;
     await syncDirectory(path.dirname(this.file));
-    this.fd = openSync(this.file, 'a');
+    this.handle = await open(this.file, 'a');
     this.counts.compactions += 1;
   }
-}
-
-function writeAllSync(fd: number, data: Buffer): void {
-  let offset = 0;
-  while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset);
 }
 
 async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {

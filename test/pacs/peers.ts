@@ -106,6 +106,8 @@ export type FakeBehaviour =
   | { kind: 'abort-during-data' }
   /** Reads the data set until more than `bytes` arrived, then sends A-ABORT. */
   | { kind: 'abort-after-bytes'; bytes: number }
+  /** Answers success to the first `responses` C-STOREs over the fake's lifetime, sending A-ABORT right after the last of them. */
+  | { kind: 'abort-after-responses'; responses: number }
   /** Accepts the association but no presentation context. */
   | { kind: 'reject-contexts' }
   | { kind: 'reset-during-data' }
@@ -188,10 +190,12 @@ export async function startFakeScp(behaviour: FakeBehaviour, port = 0): Promise<
       let status: number;
       if (behaviour.kind === 'status') status = behaviour.status;
       else if (behaviour.kind === 'statuses') status = behaviour.statuses[Math.min(index, behaviour.statuses.length - 1)] ?? 0;
+      else if (behaviour.kind === 'abort-after-responses' && index < behaviour.responses) status = 0;
       else return;
       const response = responses.CStoreResponse.fromRequest(request);
       response.setStatus(status);
       callback(response);
+      if (behaviour.kind === 'abort-after-responses' && index + 1 === behaviour.responses) setImmediate(() => this.abortAssociation());
     }
 
     override associationReleaseRequested(): void {

@@ -1,4 +1,6 @@
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +25,7 @@ import { freePort } from '../helpers/ports.js';
 import { startFakeScp, startSilentServer, startStorescp, type FakeBehaviour } from './peers.js';
 
 const callingAeTitle = 'ENDOCAP';
+const run = promisify(execFile);
 
 let workDirectory = '';
 let smallJpeg: StoreObject;
@@ -136,6 +139,42 @@ t.test('store-scu converts uncompressed data to the accepted syntax', async (t) 
   const sentPixels = await pixelFragments(join(workDirectory, 'explicit.dcm'), await outputDirectory('pixels-explicit'));
   const storedPixels = await pixelFragments(storedPath, await outputDirectory('pixels-implicit'));
   t.ok(sentPixels[0] && storedPixels[0]?.equals(sentPixels[0]), 'pixel values unchanged');
+});
+
+t.test('store-scu conversion prints no element values', async (t) => {
+  // A private element missing from dcmjs's dictionary, holding a patient marker.
+  // DCMTK's dictionary has this creator's element, so dcmodify can write it.
+  const privatePath = join(workDirectory, 'explicit-private.dcm');
+  await copyFile(join(workDirectory, 'explicit.dcm'), privatePath);
+  await run('dcmodify', ['-nb', '-i', '(0009,0010)=GEMS_IDEN_01', '-i', `(0009,1001)=${patientMarkers[0]}`, privatePath]);
+  const privateObject = await storeObjectFromFile('obj-private', privatePath);
+  const directory = await outputDirectory('implicit-private');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xi'] });
+  t.teardown(() => peer.stop());
+  const { log, lines } = memoryLogger();
+
+  const printed: string[] = [];
+  const writes = { out: process.stdout.write, err: process.stderr.write };
+  const capture = (chunk: unknown): boolean => {
+    printed.push(String(chunk));
+    return true;
+  };
+  process.stdout.write = capture as typeof process.stdout.write;
+  process.stderr.write = capture as typeof process.stderr.write;
+  let outcome: string | undefined;
+  try {
+    const [result] = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [privateObject], log });
+    outcome = result?.outcome;
+  } finally {
+    process.stdout.write = writes.out;
+    process.stderr.write = writes.err;
+  }
+
+  t.equal(outcome, 'stored', 'converted to Implicit VR and stored');
+  t.match(await dump(join(directory, (await readdir(directory))[0] ?? '')), patientMarkers[0] ?? '', 'the private element reached the peer');
+  t.notOk(printed.join('').includes(patientMarkers[0] ?? ''), 'nothing printed the marker');
+  assertNoPatientData(t, lines());
 });
 
 t.test('store-scu never decompresses JPEG', async (t) => {
@@ -353,4 +392,27 @@ t.test('store-scu reads into reused buffers and sends every object unchanged', a
     const source = sources.find((candidate) => candidate.sopInstanceUid === stored.sopInstanceUid);
     t.ok(source !== undefined && splitPart10(source.part10).dataset.equals(stored.dataset), `${name} holds the data set sent, byte for byte`);
   }
+});
+
+t.test('store-scu asks for no more objects after an abort', async (t) => {
+  const fake = await startFakeScp({ kind: 'abort-after-responses', responses: 2 });
+  t.teardown(() => fake.stop());
+  const { log } = memoryLogger();
+  const objects = ['more-a', 'more-b', 'more-c'].map((id) => ({ ...smallJpeg, id }));
+  let moreCalls = 0;
+  const results = await storeObjects({
+    destination: destinationFor(fake.port),
+    callingAeTitle,
+    objects,
+    log,
+    // Recording a result takes a while, so the A-ABORT after the second response arrives before the last object's turn.
+    onResult: () => new Promise((resolve) => setTimeout(resolve, 100)),
+    more: async () => {
+      moreCalls += 1;
+      return [{ ...smallJpeg, id: 'more-extra', read: async () => smallJpeg.part10 }];
+    },
+  });
+
+  t.same(results.map((result) => result.outcome), ['stored', 'stored', 'transient']);
+  t.equal(moreCalls, 0, 'no objects were taken for an aborted association');
 });

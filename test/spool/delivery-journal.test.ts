@@ -106,9 +106,10 @@ t.test('journal lets records that arrive apart share an fdatasync', async (t) =>
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   t.equal(synced, 0, 'no record is reported durable before its fdatasync');
-  t.same((await readJournal(file)).records.size, 6, 'every line is in the file before the fdatasync');
   await Promise.all(appended);
+  t.equal(journal.stats().writes, 1, 'one write for six records');
   t.equal(journal.stats().syncs, 1, 'one fdatasync for six records');
+  t.equal((await readJournal(file)).records.size, 6, 'every record is in the file');
   await journal.close();
 });
 
@@ -123,6 +124,29 @@ t.test('journal syncs at once when enough lines wait, and at close', async (t) =
   await last;
   t.equal(journal.stats().syncs, 2, 'close synced the last line without waiting for the delay');
   t.equal((await readJournal(file)).records.size, 4);
+});
+
+t.test('journal writes a line that need not be durable at once', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 100 });
+  const durable = journal.append('obj-1', 'a', record('stored'), true);
+  await journal.append('obj-2', 'a', record('sending', 0), false);
+  const { records } = await readJournal(file);
+  t.same([...records.keys()], ['obj-1', 'obj-2'], 'the waiting durable line went with it, in order');
+  t.equal(journal.stats().syncs, 0, 'no fdatasync before one is due');
+  await journal.close();
+  await durable;
+  t.equal(journal.stats().syncs, 1);
+});
+
+t.test('journal close can be called twice', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file);
+  const last = journal.append('obj-1', 'a', record('stored'), true);
+  const closes = await Promise.allSettled([journal.close(), journal.close()]);
+  t.same(closes.map((result) => result.status), ['fulfilled', 'fulfilled']);
+  await last;
+  t.equal((await readJournal(file)).records.size, 1);
 });
 
 t.test('journal written but not synced lines resolve without a sync', async (t) => {
