@@ -150,6 +150,8 @@ export class Sender extends EventEmitter<SenderEvents> {
   private woken = false;
 
   private linkUp: boolean | undefined;
+  /** SOP class and transfer syntax pairs the peer accepted no context for, and until when batches leave them out. */
+  private readonly refusedUntil = new Map<string, number>();
   private lastResult: StoreOutcome | 'none' = 'none';
   private lastError: string | undefined;
   private nextAttemptAt: number | undefined;
@@ -232,7 +234,7 @@ export class Sender extends EventEmitter<SenderEvents> {
 
       let batch: SpoolEntry[];
       try {
-        batch = this.queue.pending(this.destination.name).slice(0, this.batchSize);
+        batch = this.nextBatch(this.queue.pending(this.destination.name));
       } catch (error) {
         this.log.error({ err: error }, 'reading the queue failed');
         this.scheduleRetry();
@@ -244,6 +246,19 @@ export class Sender extends EventEmitter<SenderEvents> {
       }
       await this.sendBatch(batch);
     }
+  }
+
+  /**
+   * Returns the oldest queued objects, leaving out those of a SOP class and
+   * transfer syntax the peer refused lately, unless nothing else waits. So
+   * clips that a PACS without video refuses wait for their retry without
+   * holding back the stills queued after them.
+   */
+  private nextBatch(queued: SpoolEntry[]): SpoolEntry[] {
+    const now = Date.now();
+    for (const [key, until] of this.refusedUntil) if (until <= now) this.refusedUntil.delete(key);
+    const ready = queued.filter((entry) => !this.refusedUntil.has(contextKey(entry)));
+    return (ready.length > 0 ? ready : queued).slice(0, this.batchSize);
   }
 
   /** Waits `ms`, or until wake() when idle. stop() always ends the wait. */
@@ -266,6 +281,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     // nothing when the association cannot be opened.
     const objects = batch.map((entry) => this.toStoreObject(entry));
     if (objects.length === 0) return;
+    const byId = new Map<string, StoreObjectMetadata>(objects.map((object) => [object.id, object]));
 
     try {
       await this.queue.markSending(objects.map((object) => object.id), this.destination.name);
@@ -291,6 +307,8 @@ export class Sender extends EventEmitter<SenderEvents> {
       onResult: (result) => {
         if (result.associated === true) this.updateLink(true);
         if (result.outcome === 'transient') failedTransiently = true;
+        const refused = result.noContext === true ? byId.get(result.id) : undefined;
+        if (refused !== undefined) this.refusedUntil.set(contextKey(refused), Date.now() + this.destination.retry.maxMs);
         const persisted = this.persist(result);
         const previous = records.at(-1) ?? Promise.resolve();
         records.push(
@@ -304,6 +322,7 @@ export class Sender extends EventEmitter<SenderEvents> {
         if (failedTransiently) return [];
         const more = await this.takeMore(canSend, this.objectsPerAssociation - objectsTaken);
         objectsTaken += more.length;
+        for (const object of more) byId.set(object.id, object);
         return more;
       },
     });
@@ -416,6 +435,10 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.nextAttemptAt = Date.now() + delayMs;
     this.log.info({ delayMs, consecutiveFailures: this.backoff.failures }, 'retry scheduled');
   }
+}
+
+function contextKey(object: StoreObjectMetadata): string {
+  return `${object.sopClassUid} ${object.transferSyntaxUid}`;
 }
 
 /** Returns the C-STORE transfer to a DICOM destination: one association for a batch and the batches that follow it while the queue has work. */

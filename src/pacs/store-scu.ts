@@ -71,6 +71,8 @@ export interface StoreResult {
    * object, or no room among the presentation contexts).
    */
   associated?: boolean;
+  /** True when the peer accepted no presentation context that could carry the object. */
+  noContext?: boolean;
 }
 
 interface PeerOptions {
@@ -198,7 +200,7 @@ async function sendOverAssociation(
       // peer behind the same address), and an object set aside needs an operator.
       const reason = `no acceptable presentation context: the peer accepted none for SOP class ${item.object.sopClassUid} in transfer syntax ${item.object.transferSyntaxUid}`;
       log.warn({ objectId: id, transferSyntaxUid: item.object.transferSyntaxUid }, 'no acceptable presentation context for object');
-      await report(item.object, { id, outcome: 'transient', reason, associated: true });
+      await report(item.object, { id, outcome: 'transient', reason, associated: true, noContext: true });
       continue;
     }
 

@@ -144,6 +144,31 @@ t.test('sender ends an association after a transient failure', async (t) => {
   );
 });
 
+t.test('sender sends past objects the peer refuses', async (t) => {
+  const directory = join(workDirectory, 'refused');
+  await mkdir(directory);
+  const port = await freePort();
+  // Without +xa storescp accepts uncompressed transfer syntaxes only, so the JPEG objects are refused.
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory });
+  t.teardown(() => peer.stop());
+  const queue = new MemoryQueue();
+  const destination = destinationFor(port, { retry: { initialMs: 50, maxMs: 60_000, multiplier: 2 } });
+  const { sender, events } = startSender(t, destination, queue, { batchSize: 2 });
+  const uncompressed = await storeObjectFromFile('obj-explicit', await makeUncompressedObject(join(workDirectory, 'still.dcm'), join(workDirectory, 'refused-explicit.dcm')));
+
+  // More refused objects than a batch holds, queued before the one the peer accepts.
+  for (const object of [...objects, uncompressed]) queue.add(object, [destination.name]);
+  sender.wake();
+  await waitUntil(() => events.some((event) => event.name === 'objectStored'), 'the uncompressed object to be stored', 10_000);
+
+  t.same(
+    events.filter((event) => event.name === 'objectStored').map((event) => (event.payload as { id: string }).id),
+    ['obj-explicit'],
+  );
+  t.same(objects.map((object) => queue.state(object.id, destination.name)), ['queued', 'queued', 'queued'], 'the refused objects stay queued for their retry');
+  t.notOk(queue.calls.some((call) => call.kind === 'set-aside'), 'nothing set aside');
+});
+
 t.test('sender retries until storescp starts', async (t) => {
   const directory = join(workDirectory, 'late-start');
   await mkdir(directory);
