@@ -84,7 +84,7 @@ async function waitForPort(port) {
 
 /**
  * Flushes dirty pages to disk before a timed run. Filling a spool writes
- * 89 MB and emptying the receiver's folder deletes as much; left to the
+ * 89 MB, and emptying the receiver's folder deletes as much. Left to the
  * kernel's writeback, that work would land inside the next timed run.
  */
 async function settleDisk() {
@@ -186,7 +186,7 @@ function metadataFor(index) {
  * another. Each file is read from disk when its turn comes, by the spool's
  * own reader and into reused buffers, as the Sender has storeObjects do, so
  * reading overlaps sending. The file sizes are taken before timing, as the
- * spool knows them from its records.
+ * spool reads them from its records.
  */
 async function timeStoreObjects(port, paths, perAssociation) {
   const log = createLogger('warn');

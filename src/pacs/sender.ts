@@ -151,7 +151,7 @@ export class Sender extends EventEmitter<SenderEvents> {
 
   private linkUp: boolean | undefined;
   /** SOP class and transfer syntax pairs the peer accepted no context for, and until when batches leave them out. */
-  private readonly refusedUntil = new Map<string, number>();
+  private readonly unacceptedUntil = new Map<string, number>();
   private lastResult: StoreOutcome | 'none' = 'none';
   private lastError: string | undefined;
   private nextAttemptAt: number | undefined;
@@ -250,14 +250,16 @@ export class Sender extends EventEmitter<SenderEvents> {
 
   /**
    * Returns the oldest queued objects, leaving out those of a SOP class and
-   * transfer syntax the peer refused lately, unless nothing else waits. So
-   * clips that a PACS without video refuses wait for their retry without
+   * transfer syntax the peer lately accepted no context for, unless nothing
+   * else waits. So clips for a PACS without video wait for their retry without
    * holding back the stills queued after them.
    */
   private nextBatch(queued: SpoolEntry[]): SpoolEntry[] {
     const now = Date.now();
-    for (const [key, until] of this.refusedUntil) if (until <= now) this.refusedUntil.delete(key);
-    const ready = queued.filter((entry) => !this.refusedUntil.has(contextKey(entry)));
+    for (const [key, until] of this.unacceptedUntil) {
+      if (until <= now) this.unacceptedUntil.delete(key);
+    }
+    const ready = queued.filter((entry) => !this.unacceptedUntil.has(contextKey(entry)));
     return (ready.length > 0 ? ready : queued).slice(0, this.batchSize);
   }
 
@@ -307,8 +309,8 @@ export class Sender extends EventEmitter<SenderEvents> {
       onResult: (result) => {
         if (result.associated === true) this.updateLink(true);
         if (result.outcome === 'transient') failedTransiently = true;
-        const refused = result.noContext === true ? byId.get(result.id) : undefined;
-        if (refused !== undefined) this.refusedUntil.set(contextKey(refused), Date.now() + this.destination.retry.maxMs);
+        const unaccepted = result.noContext === true ? byId.get(result.id) : undefined;
+        if (unaccepted !== undefined) this.unacceptedUntil.set(contextKey(unaccepted), Date.now() + this.destination.retry.maxMs);
         const persisted = this.persist(result);
         const previous = records.at(-1) ?? Promise.resolve();
         records.push(

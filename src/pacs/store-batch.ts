@@ -159,16 +159,15 @@ export class ReadBuffers {
 
 export type LoadOutcome = ({ dataset: Buffer } | { error: unknown }) & {
   /** The reused buffer the object was read into, if any, to give back once the object is sent. */
-  buffer?: Buffer;
+  buffer: Buffer | undefined;
 };
 
 /** Starts loading an item; the promise never rejects, so a read started ahead cannot go unhandled. */
 export function startLoad(item: BatchItem, buffers?: ReadBuffers): Promise<LoadOutcome> {
   const buffer = buffers?.take(item.bytes);
-  const withBuffer = <T extends object>(outcome: T): T & { buffer?: Buffer } => (buffer === undefined ? outcome : { ...outcome, buffer });
   return item.load(buffer).then(
-    (dataset) => withBuffer({ dataset }),
-    (error: unknown) => withBuffer({ error }),
+    (dataset) => ({ dataset, buffer }),
+    (error: unknown) => ({ error, buffer }),
   );
 }
 

@@ -106,7 +106,7 @@ export type FakeBehaviour =
   | { kind: 'abort-during-data' }
   /** Reads the data set until more than `bytes` arrived, then sends A-ABORT. */
   | { kind: 'abort-after-bytes'; bytes: number }
-  /** Answers success to the first `responses` C-STOREs over the fake's lifetime, sending A-ABORT right after the last of them. */
+  /** Responds with success to the first `responses` C-STOREs over the fake's lifetime, then sends A-ABORT right after the last response. */
   | { kind: 'abort-after-responses'; responses: number }
   /** Accepts the association but no presentation context. */
   | { kind: 'reject-contexts' }

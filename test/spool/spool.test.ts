@@ -61,7 +61,7 @@ t.test('spool reads an object into a given buffer when it fits', async (t) => {
   t.equal(into.buffer, roomy.buffer, 'read into the given buffer');
   t.equal(into.byteOffset, roomy.byteOffset);
 
-  // The spool asks for one byte more than it recorded, to notice a file that grew.
+  // The spool requests one byte more than it recorded, to notice a file that grew.
   const small = Buffer.alloc(part10.length, 0xee);
   const fresh = await spool.read(entry.id, small);
   t.ok(fresh.equals(part10), 'the bytes of the object');
