@@ -193,17 +193,22 @@ async function timeStoreObjects(port, paths, perAssociation) {
   const files = new ObjectFiles(path.dirname(paths[0]), log);
   const sizes = new Map(await Promise.all(paths.map(async (file) => [file, (await stat(file)).size])));
   const destination = { ...destinationBase, port };
+  // The spool starts its read thread when it opens, before anything is sent.
+  files.startReading();
   const stop = startTimer();
   for (let first = 0; first < paths.length; first += perAssociation) {
     const objects = paths.slice(first, first + perAssociation).map((file, offset) => {
       const id = path.basename(file, '.dcm');
-      return { ...metadataFor(first + offset + 1), bytes: sizes.get(file), read: (into) => files.read(id, into) };
+      const bytes = sizes.get(file);
+      return { ...metadataFor(first + offset + 1), bytes, read: (into) => files.read(id, into, bytes) };
     });
     const results = await storeObjects({ destination, callingAeTitle: 'BENCH', objects, log });
     const failed = results.filter((result) => result.outcome !== 'stored');
     if (failed.length > 0) throw new Error(`${failed.length} objects not stored: ${failed[0].reason}`);
   }
-  return stop();
+  const timing = stop();
+  files.close();
+  return timing;
 }
 
 /**

@@ -234,7 +234,7 @@ export class Sender extends EventEmitter<SenderEvents> {
 
       let batch: SpoolEntry[];
       try {
-        batch = this.nextBatch(this.queue.pending(this.destination.name));
+        batch = this.nextBatch();
       } catch (error) {
         this.log.error({ err: error }, 'reading the queue failed');
         this.scheduleRetry();
@@ -254,13 +254,16 @@ export class Sender extends EventEmitter<SenderEvents> {
    * else waits. So clips for a PACS without video wait for their retry without
    * holding back the stills queued after them.
    */
-  private nextBatch(queued: SpoolEntry[]): SpoolEntry[] {
+  private nextBatch(): SpoolEntry[] {
     const now = Date.now();
     for (const [key, until] of this.unacceptedUntil) {
       if (until <= now) this.unacceptedUntil.delete(key);
     }
-    const ready = queued.filter((entry) => !this.unacceptedUntil.has(contextKey(entry)));
-    return (ready.length > 0 ? ready : queued).slice(0, this.batchSize);
+    const destination = this.destination.name;
+    const limit = this.batchSize;
+    const unaccepted = (entry: Readonly<SpoolEntry>): boolean => this.unacceptedUntil.has(contextKey(entry));
+    const ready = this.unacceptedUntil.size === 0 ? [] : this.queue.pending(destination, { limit, skip: unaccepted }).filter((entry) => !unaccepted(entry));
+    return (ready.length > 0 ? ready : this.queue.pending(destination, { limit })).slice(0, limit);
   }
 
   /** Waits `ms`, or until wake() when idle. stop() always ends the wait. */
@@ -346,8 +349,9 @@ export class Sender extends EventEmitter<SenderEvents> {
     if (this.stopping || room <= 0 || this.nextAttemptAt !== undefined) return [];
     const taken: SpoolEntry[] = [];
     try {
-      for (const entry of this.queue.pending(this.destination.name)) {
-        if (taken.length >= Math.min(room, this.batchSize) || !canSend(entry)) break;
+      const limit = Math.min(room, this.batchSize);
+      for (const entry of this.queue.pending(this.destination.name, { limit })) {
+        if (taken.length >= limit || !canSend(entry)) break;
         taken.push(entry);
       }
       if (taken.length > 0) await this.queue.markSending(taken.map((entry) => entry.id), this.destination.name);

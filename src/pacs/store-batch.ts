@@ -146,7 +146,8 @@ export class ReadBuffers {
     // Powers of two let stills of slightly different sizes share buffers.
     let length = MIN_BUFFER_BYTES;
     while (length <= bytes) length *= 2;
-    return Buffer.allocUnsafe(length);
+    // Shared memory, so that the spool's read thread can fill it.
+    return Buffer.from(new SharedArrayBuffer(length));
   }
 
   give(buffer: Buffer | undefined): void {

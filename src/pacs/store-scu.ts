@@ -180,21 +180,27 @@ async function sendOverAssociation(
     const { id } = item.object;
     const loading = next;
     next = undefined;
+    // At the last item, more objects are asked for while it is sent, so that
+    // taking them (a look at the queue and a journal write) is not in the way
+    // between its response and the next request.
+    let taking: Promise<boolean> | undefined;
     if (index + 1 === items.length && !exhausted && stopReason === undefined && association.usable) {
-      exhausted = !(await appendMore(options, canSend, items, objects, log));
+      taking = appendMore(options, canSend, items, objects, log);
     }
     // Starts reading the next file; called once this object is on its way or skipped.
-    const readFollowing = (): void => {
+    const readFollowing = async (): Promise<void> => {
+      if (taking !== undefined) exhausted = !(await taking);
       const following = items[index + 1];
       if (following && stopReason === undefined) next = startLoad(following, buffers);
     };
     if (stopReason !== undefined || !loading) {
+      if (taking !== undefined) exhausted = !(await taking);
       await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true });
       continue;
     }
     const transferSyntaxUid = chooseTransferSyntax(item.object, accepted);
     if (transferSyntaxUid === undefined) {
-      readFollowing();
+      await readFollowing();
       // Transient, so that the object stays queued and is retried with backoff.
       // The peer's configuration may change (a PACS that learns H.264, another
       // peer behind the same address), and an object set aside needs an operator.
@@ -210,7 +216,7 @@ async function sendOverAssociation(
       if ('error' in loaded) throw loaded.error;
       dataset = encodeDataset(item.object, loaded.dataset, transferSyntaxUid);
     } catch (error) {
-      readFollowing();
+      await readFollowing();
       const failure = toEndocapError(error);
       log.warn({ objectId: id, reason: failure.message }, 'object could not be prepared for sending');
       await report(item.object, failureResult(id, failure, true));
@@ -227,7 +233,7 @@ async function sendOverAssociation(
     } catch (error) {
       sending = Promise.resolve({ error });
     }
-    readFollowing();
+    await readFollowing();
     await flush();
     const answer = await sending;
     if ('error' in answer) {

@@ -4,6 +4,7 @@ import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably } from './durable-file.js';
 import { OBJECT_SUFFIX, STATE_SUFFIX } from './recovery.js';
+import { FileReadThread, READ_THREAD_STOPPED, isShared } from './file-read-thread.js';
 import type { SpoolEntry, SpooledObjectStream } from './types.js';
 
 /**
@@ -13,6 +14,7 @@ import type { SpoolEntry, SpooledObjectStream } from './types.js';
 export class ObjectFiles {
   readonly directory: string;
   private readonly log: Logger;
+  private readonly reader = new FileReadThread();
 
   constructor(directory: string, log: Logger) {
     this.directory = directory;
@@ -51,11 +53,13 @@ export class ObjectFiles {
   /**
    * Reads an object file whole. With `into` longer than the file, the bytes go
    * there and the result is a view of it, so that a sender can reuse one
-   * buffer for many objects instead of allocating one per object. `bytes`, the
+   * buffer for many objects instead of allocating one per object; when its
+   * memory is shared, the file is read on the spool's read thread. `bytes`, the
    * size the spool recorded, saves an fstat: one byte more is requested, so a
    * file that grew is noticed.
    */
   async read(id: string, into?: Buffer, bytes?: number): Promise<Buffer> {
+    if (into !== undefined && bytes !== undefined && into.length > bytes && isShared(into)) return this.readOnThread(id, into, bytes);
     let handle: FileHandle | undefined;
     try {
       handle = await open(this.objectPath(id), 'r');
@@ -70,18 +74,35 @@ export class ObjectFiles {
         // A short read from the recorded size on is the end of the file.
         if (bytesRead === 0 || (offset >= size && bytesRead < requested)) break;
       }
-      if (offset !== size) {
-        const found = offset > size ? `more than ${size}` : String(offset);
-        throw new Error(bytes === undefined ? `file ended after ${offset} of ${size} bytes` : `file has ${found} bytes, the spool recorded ${size}`);
-      }
+      checkSize(offset, size, bytes !== undefined);
       const file = handle;
       handle = undefined;
       await file.close();
       return target.subarray(0, size);
     } catch (error) {
       if (handle) await this.closeAfterFailure(id, handle);
-      throw new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `failed to read spooled object ${id}: ${errorMessage(error)}`, { cause: error });
+      throw readError(id, error);
     }
+  }
+
+  /** Starts the read thread, so that the first read does not wait for it. */
+  startReading(): void {
+    this.reader.start();
+  }
+
+  /** Stops the read thread; reads still on it fail. */
+  close(): void {
+    this.reader.close();
+  }
+
+  private async readOnThread(id: string, into: Buffer, bytes: number): Promise<Buffer> {
+    const target = into.subarray(0, bytes + 1);
+    try {
+      checkSize(await this.reader.read(this.objectPath(id), target), bytes, true);
+    } catch (error) {
+      throw readError(id, error);
+    }
+    return target.subarray(0, bytes);
   }
 
   /** Opens an object file for streaming; the size comes from the open file, so it matches the bytes the stream yields. */
@@ -141,6 +162,23 @@ export class ObjectFiles {
   private statePath(id: string): string {
     return path.join(this.directory, id + STATE_SUFFIX);
   }
+}
+
+/** Throws when a read ended elsewhere than at `size`; `recorded` says the size came from the spool's record. */
+function checkSize(bytesRead: number, size: number, recorded: boolean): void {
+  if (bytesRead === size) return;
+  const found = bytesRead > size ? `more than ${size}` : String(bytesRead);
+  throw new Error(recorded ? `file has ${found} bytes, the spool recorded ${size}` : `file ended after ${bytesRead} of ${size} bytes`);
+}
+
+/**
+ * The error of a failed read: permanent, since the file is missing or not
+ * what the spool recorded, unless the read thread stopped, which says
+ * nothing about the file.
+ */
+function readError(id: string, error: unknown): EndocapError {
+  const retryable = (error as NodeJS.ErrnoException).code === READ_THREAD_STOPPED;
+  return new EndocapError(ErrorCodes.SPOOL_CORRUPT_ENTRY, `failed to read spooled object ${id}: ${errorMessage(error)}`, { cause: error, retryable });
 }
 
 /** True for a write that failed because the filesystem or the user's quota is full. */

@@ -14,7 +14,7 @@ import { SpaceGuard, type SpoolAlarm } from './space-guard.js';
 import { cloneEntry, isDone, lastChangeTime } from './spool-entry.js';
 import { SpoolLock } from './spool-lock.js';
 import { collectStats, type SpoolStats } from './spool-stats.js';
-import type { CommitmentQueue, DeliveryRecord, DeliveryState, ObjectMetadata, SenderQueue, SpoolEntry, SpooledObjectStream } from './types.js';
+import type { CommitmentQueue, DeliveryRecord, DeliveryState, ObjectMetadata, PendingOptions, SenderQueue, SpoolEntry, SpooledObjectStream } from './types.js';
 
 export type { RecoveryReport } from './recovery.js';
 export type { SpoolAlarm } from './space-guard.js';
@@ -162,6 +162,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
         beforeCompaction: () => syncDirectory(this.files.directory),
       });
       await this.journal.open(recordsOf(entries.filter((entry) => journal.records.has(entry.id))));
+      this.files.startReading();
       this.opened = true;
       report.deliveredRemoved = await this.sweep();
       report.objects = this.entries.size;
@@ -190,6 +191,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     this.closed = true;
     clearInterval(this.sweepTimer);
     await Promise.allSettled([...this.adding, this.locks.idle(), this.sweeping]);
+    this.files.close();
     try {
       await this.journal?.close();
     } catch (error) {
@@ -247,8 +249,16 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     return undefined;
   }
 
-  pending(destination: string): SpoolEntry[] {
-    return this.withState(destination, 'queued');
+  /** Copies of the entries queued for `destination`, oldest first; with a limit, only those are copied. */
+  pending(destination: string, options: PendingOptions = {}): SpoolEntry[] {
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    const found: SpoolEntry[] = [];
+    for (const entry of this.entries.values()) {
+      if (found.length >= limit) break;
+      if (entry.deliveries[destination]?.state !== 'queued' || options.skip?.(entry) === true) continue;
+      found.push(cloneEntry(entry));
+    }
+    return found;
   }
 
   awaitingCommitment(destination: string): SpoolEntry[] {

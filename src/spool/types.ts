@@ -55,10 +55,18 @@ export interface SpooledObjectStream {
   stream: Readable;
 }
 
+/** Which queued entries `SenderQueue.pending` returns. */
+export interface PendingOptions {
+  /** At most this many, the oldest. */
+  limit?: number;
+  /** Leaves out entries for which this returns true. */
+  skip?: (entry: Readonly<SpoolEntry>) => boolean;
+}
+
 /** Spool operations a sender uses. */
 export interface SenderQueue {
-  /** Entries still queued for `destination`, oldest first. */
-  pending(destination: string): SpoolEntry[];
+  /** Entries still queued for `destination`, oldest first. A queue may ignore `options`, so callers still check what they get. */
+  pending(destination: string, options?: PendingOptions): SpoolEntry[];
   /**
    * Records that a sender took these objects, so `pending` leaves them out until
    * a result is recorded. After a restart they are queued again. Ids no longer

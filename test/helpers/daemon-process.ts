@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { waitFor } from './ports.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -16,6 +15,7 @@ export interface DaemonProcess {
   lines: LogLine[];
   /** Everything printed on stdout and stderr, for leak checks. */
   output(): string;
+  /** Resolves as soon as the output holds `count` lines with this message: each chunk of output is checked as it arrives. */
   waitForLog(message: string, count?: number, timeoutMs?: number): Promise<void>;
   count(message: string): number;
   /** Sends SIGTERM and waits for the exit code. */
@@ -34,6 +34,8 @@ export function startDaemon(profileFile: string, options: { env?: Record<string,
   const lines: LogLine[] = [];
   let raw = '';
   let pending = '';
+  /** Checks of waitForLog calls in progress, run after each chunk of output and at exit. */
+  const checks = new Set<() => void>();
   child.stdout?.on('data', (chunk: Buffer) => {
     const text = chunk.toString();
     raw += text;
@@ -48,11 +50,15 @@ export function startDaemon(profileFile: string, options: { env?: Record<string,
         lines.push({ level: 'unparsed', msg: part });
       }
     }
+    for (const check of checks) check();
   });
   child.stderr?.on('data', (chunk: Buffer) => {
     raw += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.once('exit', () => {
+    for (const check of checks) check();
+  });
 
   const count = (message: string): number => lines.filter((line) => line.msg === message).length;
   return {
@@ -60,15 +66,24 @@ export function startDaemon(profileFile: string, options: { env?: Record<string,
     lines,
     output: () => raw,
     count,
-    async waitForLog(message: string, wanted = 1, timeoutMs = 30_000): Promise<void> {
-      await waitFor(
-        () => {
-          if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode} while waiting for "${message}":\n${raw.slice(-4_000)}`);
-          return count(message) >= wanted;
-        },
-        timeoutMs,
-        `${wanted} log line(s) "${message}"`,
-      );
+    waitForLog(message: string, wanted = 1, timeoutMs = 30_000): Promise<void> {
+      return new Promise<void>((resolve, reject) => {
+        const finish = (error?: Error): void => {
+          clearTimeout(timer);
+          checks.delete(check);
+          if (error) reject(error);
+          else resolve();
+        };
+        const check = (): void => {
+          if (count(message) >= wanted) finish();
+          else if (child.exitCode !== null || child.signalCode !== null) {
+            finish(new Error(`daemon exited with ${child.exitCode ?? child.signalCode} while waiting for "${message}":\n${raw.slice(-4_000)}`));
+          }
+        };
+        const timer = setTimeout(() => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${wanted} log line(s) "${message}"`)), timeoutMs);
+        checks.add(check);
+        check();
+      });
     },
     async stop(): Promise<number | null> {
       if (child.exitCode === null) child.kill('SIGTERM');

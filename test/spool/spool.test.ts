@@ -207,3 +207,23 @@ t.test('spool logs ids and no patient data', async (t) => {
   t.notMatch(output, /Spool\^Test|SPOOLTEST/, 'patient name and id absent');
   t.notMatch(output, new RegExp(meta.sopInstanceUid.replace(/\./g, '\\.')), 'SOP Instance UID absent');
 });
+
+t.test('spool pending gives the oldest queued entries up to a limit, leaving out skipped ones', async (t) => {
+  const { spool } = await tempSpool(t, ['a']);
+  const ids: string[] = [];
+  for (let index = 0; index < 5; index += 1) {
+    const { part10, meta } = makeObject(`${UID_ROOT}.7${index}`);
+    ids.push((await spool.add(part10, meta)).id);
+  }
+  await spool.markSending([ids[0] as string], 'a');
+
+  t.same(spool.pending('a').map((entry) => entry.id), ids.slice(1), 'every queued entry, oldest first; the one sending is left out');
+  t.same(spool.pending('a', { limit: 2 }).map((entry) => entry.id), ids.slice(1, 3), 'the oldest two');
+  const skipped = new Set([ids[1], ids[3]]);
+  t.same(spool.pending('a', { limit: 2, skip: (entry) => skipped.has(entry.id) }).map((entry) => entry.id), [ids[2], ids[4]], 'skipped entries do not count toward the limit');
+  t.same(spool.pending('a', { limit: 0 }), []);
+
+  const copy = spool.pending('a', { limit: 1 })[0] as SpoolEntry;
+  copy.deliveries.a = { state: 'stored', attempts: 9, updatedAt: copy.queuedAt };
+  t.equal(spool.get(copy.id)?.deliveries.a?.state, 'queued', 'pending returns copies');
+});

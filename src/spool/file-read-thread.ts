@@ -1,0 +1,171 @@
+import { Worker } from 'node:worker_threads';
+
+/** A read asked of the thread: the file, and the shared memory to read it into. */
+interface ReadRequest {
+  sequence: number;
+  file: string;
+  memory: SharedArrayBuffer;
+  offset: number;
+  length: number;
+}
+
+/** The thread's reply: bytes read, or the error of the open, read or close that failed. */
+type ReadReply = { sequence: number; bytesRead: number } | { sequence: number; error: { message: string; code?: string } };
+
+interface WaitingRead {
+  resolve: (bytesRead: number) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Runs as the reading thread: answers each request with one reply. It runs in
+ * a worker of its own, from its source text, so it uses nothing from this
+ * module: only `require` and `worker_threads`' `parentPort`, which a worker
+ * started with `eval` has.
+ */
+function readThreadMain(): void {
+  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const fs = require('node:fs') as typeof import('node:fs');
+  if (parentPort === null) return;
+  const port = parentPort;
+  port.on('message', (request: ReadRequest) => {
+    let descriptor: number | undefined;
+    try {
+      descriptor = fs.openSync(request.file, 'r');
+      const target = new Uint8Array(request.memory, request.offset, request.length);
+      let bytesRead = 0;
+      while (bytesRead < request.length) {
+        // From the current position: the file was just opened, and a FIFO cannot seek.
+        const read = fs.readSync(descriptor, target, bytesRead, request.length - bytesRead, null);
+        if (read === 0) break;
+        bytesRead += read;
+      }
+      const open = descriptor;
+      descriptor = undefined;
+      fs.closeSync(open);
+      port.postMessage({ sequence: request.sequence, bytesRead });
+    } catch (error) {
+      if (descriptor !== undefined) {
+        try {
+          fs.closeSync(descriptor);
+        } catch {
+          // The read already failed; its error is the one to report.
+        }
+      }
+      const failure = error as NodeJS.ErrnoException;
+      port.postMessage({ sequence: request.sequence, error: { message: String(failure.message ?? failure), code: failure.code } });
+    }
+  });
+}
+
+/** Error code of reads that failed because the thread stopped, not because of the file. */
+export const READ_THREAD_STOPPED = 'EREADTHREAD';
+
+/** True when a buffer's memory can be filled by another thread. */
+export function isShared(buffer: Buffer): boolean {
+  return buffer.buffer instanceof SharedArrayBuffer;
+}
+
+/**
+ * Reads whole files into shared memory on a thread of its own, with blocking
+ * calls: open, read and close are one trip there and back instead of three
+ * trips through libuv's thread pool, which on a small box costs the main
+ * thread more than the read itself. The event loop never waits for the disk:
+ * while a read blocks, only this thread waits, and reads queue behind it.
+ *
+ * The thread starts with `start()` or at the first read, and keeps the
+ * process alive only while a read is in progress. Starting one costs tens of milliseconds of CPU time, so
+ * a spool starts it when it opens.
+ * When it stops unexpectedly, the reads it had fail with a retryable error and
+ * the next read starts a new thread.
+ */
+export class FileReadThread {
+  private worker: Worker | undefined;
+  private readonly waiting = new Map<number, WaitingRead>();
+  private sequence = 0;
+  private closed = false;
+
+  /**
+   * Reads up to `into.length` bytes from the start of `file` into `into`,
+   * whose memory must be shared (`isShared`), and resolves to the number of
+   * bytes read: fewer when the file is shorter. Until then the thread may
+   * write into `into`; a caller that gives up on a read must not reuse it.
+   */
+  read(file: string, into: Buffer): Promise<number> {
+    if (this.closed) return Promise.reject(new Error('file read thread used after close'));
+    if (!isShared(into)) return Promise.reject(new Error('file read thread needs a buffer in shared memory'));
+    const worker = this.running();
+    this.sequence += 1;
+    const request: ReadRequest = { sequence: this.sequence, file, memory: into.buffer as SharedArrayBuffer, offset: into.byteOffset, length: into.length };
+    return new Promise((resolve, reject) => {
+      // Like a read on libuv's thread pool, a read in progress keeps the process alive.
+      if (this.waiting.size === 0) worker.ref();
+      this.waiting.set(request.sequence, { resolve, reject });
+      worker.postMessage(request);
+    });
+  }
+
+  /**
+   * Stops the thread; reads still waiting fail. Does not wait for the thread
+   * to end: one blocked on a stalled disk ends only when its call returns.
+   */
+  close(): void {
+    this.closed = true;
+    const worker = this.worker;
+    this.worker = undefined;
+    this.failWaiting(new Error('file read thread closed'));
+    if (worker === undefined) return;
+    worker.unref();
+    worker.terminate().catch(() => undefined);
+  }
+
+  /** Starts the thread unless it runs. */
+  start(): void {
+    if (this.closed) throw new Error('file read thread used after close');
+    this.running();
+  }
+
+  private running(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    // No inherited execArgv: a loader given to the main process (a test
+    // runner's TypeScript loader) is of no use to this plain JavaScript.
+    const worker = new Worker(`(${readThreadMain.toString()})()`, { eval: true, execArgv: [] });
+    worker.on('message', (reply: ReadReply) => this.settle(reply));
+    worker.on('error', (error) => this.stopped(worker, `failed: ${error.message}`));
+    worker.on('exit', (code) => this.stopped(worker, `exited with code ${code}`));
+    // After the listeners, as adding a 'message' listener refs the worker again.
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+
+  private settle(reply: ReadReply): void {
+    const read = this.waiting.get(reply.sequence);
+    if (read === undefined) return;
+    this.waiting.delete(reply.sequence);
+    if (this.waiting.size === 0) this.worker?.unref();
+    if ('bytesRead' in reply) {
+      read.resolve(reply.bytesRead);
+      return;
+    }
+    const error: NodeJS.ErrnoException = new Error(reply.error.message);
+    if (reply.error.code !== undefined) error.code = reply.error.code;
+    read.reject(error);
+  }
+
+  private stopped(worker: Worker, ending: string): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    worker.unref();
+    const error: NodeJS.ErrnoException = new Error(`file read thread ${ending}`);
+    // Not the file's fault: the same read may work on a new thread.
+    error.code = READ_THREAD_STOPPED;
+    this.failWaiting(error);
+  }
+
+  private failWaiting(error: Error): void {
+    const waiting = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const read of waiting) read.reject(error);
+  }
+}
