@@ -71,6 +71,7 @@ export class ScuAssociation {
   private readonly proposed: Array<ProposedContext & { id: number }>;
   /** Aborted when the association fails, to end waits for socket drain. */
   private readonly closed = new AbortController();
+  private readonly socketClosed: Promise<void>;
   private accepted: AcceptedContext[] = [];
   private peerMaxPduLength = 0;
   private failure: EndocapError | undefined;
@@ -92,8 +93,17 @@ export class ScuAssociation {
     // Presentation context IDs are odd numbers from 1 to 255 (PS3.8 9.3.2.2).
     this.proposed = options.contexts.map((context, index) => ({ ...context, id: 2 * index + 1 }));
     this.socket = connectSocket(options.host, options.port, options.tls);
+    this.socketClosed = new Promise((resolve) => this.socket.once('close', () => resolve()));
     options.onSocket?.(this.socket);
     this.watchSocket();
+  }
+
+  /**
+   * Resolves once the socket closed. From then on it holds no reference to
+   * data written to it, so buffers of a failed send may be used again.
+   */
+  whenClosed(): Promise<void> {
+    return this.socketClosed;
   }
 
   /** Connects and negotiates. Rejects with an EndocapError whose `retryable` is false for permanent failures. */

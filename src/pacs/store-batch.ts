@@ -1,4 +1,5 @@
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
+import { isShared } from '../spool/file-read-thread.js';
 import type { Logger } from '../log.js';
 import { Dataset, Transcoding, uncompressedTransferSyntaxes } from './dimse.js';
 import { splitPart10 } from './part10.js';
@@ -120,16 +121,58 @@ export function encodeDataset(object: StoreObjectMetadata, dataset: Buffer, tran
 
 /** Objects up to this size are read into reused buffers; larger ones, clips mostly, get a buffer of their own. */
 export const MAX_REUSED_BUFFER_BYTES = 8 * 1024 * 1024;
-/** Free buffers kept: one object is sent while the next one is read, so two cover the steady state. */
+/** Free buffers of one association kept: one object is sent while the next one is read, so two cover the steady state. */
 const FREE_BUFFERS_KEPT = 2;
 const MIN_BUFFER_BYTES = 64 * 1024;
+/** Largest buffer in shared memory: stills fit, larger objects use buffers of their association. */
+export const MAX_SHARED_BUFFER_BYTES = 2 * 1024 * 1024;
+/** Shared buffers of one size that exist at a time: two per sender for two senders at once. */
+const SHARED_BUFFERS_PER_SIZE = 4;
+
+/**
+ * Buffers in shared memory, which the spool's read thread fills, kept for the
+ * life of the process and reused by every association. The read thread gets
+ * a reference to a buffer with each read and holds it until its own garbage
+ * collection, which may be far off: a new buffer per association would pile
+ * up there. So the number of buffers of each size is bounded, and a buffer
+ * is dropped only when it may still be written to.
+ */
+class SharedBufferPool {
+  private readonly free = new Map<number, Buffer[]>();
+  private readonly existing = new Map<number, number>();
+
+  /** Returns a free buffer of this length, or a new one while fewer than the bound exist, else undefined. */
+  take(length: number): Buffer | undefined {
+    const reused = this.free.get(length)?.pop();
+    if (reused !== undefined) return reused;
+    const count = this.existing.get(length) ?? 0;
+    if (count >= SHARED_BUFFERS_PER_SIZE) return undefined;
+    this.existing.set(length, count + 1);
+    return Buffer.from(new SharedArrayBuffer(length));
+  }
+
+  give(buffer: Buffer): void {
+    const free = this.free.get(buffer.length) ?? [];
+    free.push(buffer);
+    this.free.set(buffer.length, free);
+  }
+
+  /** Forgets a buffer that will not come back, so that another of its length may be made. */
+  drop(buffer: Buffer): void {
+    this.existing.set(buffer.length, Math.max(0, (this.existing.get(buffer.length) ?? 0) - 1));
+  }
+}
+
+const sharedBuffers = new SharedBufferPool();
 
 /**
  * Buffers that objects are read into during one association, so that
  * sending many stills does not allocate, fault in and free a new buffer for
- * each. A buffer comes back only after its object's C-STORE got a response:
- * the socket has then written every byte of it, so a later read cannot change
- * bytes still to be sent. Buffers of a failed send are never given back.
+ * each. Buffers up to MAX_SHARED_BUFFER_BYTES are in shared memory, from a
+ * pool of the process. A buffer comes back only after its object's C-STORE
+ * got a response, or, after a failed send, once the socket closed: the
+ * socket then holds no reference to it, so a later read cannot change bytes
+ * still to be sent.
  */
 export class ReadBuffers {
   private readonly free: Buffer[] = [];
@@ -140,21 +183,40 @@ export class ReadBuffers {
    */
   take(bytes: number | undefined): Buffer | undefined {
     if (bytes === undefined || bytes >= MAX_REUSED_BUFFER_BYTES) return undefined;
-    // The smallest that fits, so that large buffers stay for large objects.
-    const index = this.free.findIndex((buffer) => buffer.length > bytes);
-    if (index >= 0) return this.free.splice(index, 1)[0];
     // Powers of two let stills of slightly different sizes share buffers.
     let length = MIN_BUFFER_BYTES;
     while (length <= bytes) length *= 2;
-    // Shared memory, so that the spool's read thread can fill it.
-    return Buffer.from(new SharedArrayBuffer(length));
+    const shared = length <= MAX_SHARED_BUFFER_BYTES ? sharedBuffers.take(length) : undefined;
+    if (shared !== undefined) return shared;
+    // The smallest that fits, so that large buffers stay for large objects.
+    const index = this.free.findIndex((buffer) => buffer.length > bytes);
+    if (index >= 0) return this.free.splice(index, 1)[0];
+    return Buffer.allocUnsafe(length);
   }
 
   give(buffer: Buffer | undefined): void {
     if (buffer === undefined) return;
+    if (isShared(buffer)) {
+      sharedBuffers.give(buffer);
+      return;
+    }
     this.free.push(buffer);
     this.free.sort((a, b) => a.length - b.length);
     if (this.free.length > FREE_BUFFERS_KEPT) this.free.shift();
+  }
+
+  /** Gives a buffer back once `safe` settles. */
+  giveWhen(buffer: Buffer | undefined, safe: Promise<unknown>): void {
+    const give = (): void => this.give(buffer);
+    safe.then(give, give);
+  }
+
+  /**
+   * Drops a buffer whose read failed: the thread that read into it may have
+   * been stopped in the middle, so it never comes back.
+   */
+  drop(buffer: Buffer | undefined): void {
+    if (buffer !== undefined && isShared(buffer)) sharedBuffers.drop(buffer);
   }
 }
 

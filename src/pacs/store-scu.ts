@@ -156,6 +156,10 @@ async function sendOverAssociation(
   const accepted = association.acceptedContexts();
   const canSend = (object: StoreObjectMetadata): boolean => chooseTransferSyntax(object, accepted) !== undefined;
   const buffers = new ReadBuffers();
+  // Gives back the buffer of an object that is not sent, once its read ended.
+  const unsent = (load: Promise<LoadOutcome> | undefined): void => {
+    void load?.then((outcome) => ('error' in outcome ? buffers.drop(outcome.buffer) : buffers.give(outcome.buffer)));
+  };
   let stopReason: string | undefined;
   let exhausted = options.more === undefined;
   let next: Promise<LoadOutcome> | undefined = items[0] ? startLoad(items[0], buffers) : undefined;
@@ -194,12 +198,14 @@ async function sendOverAssociation(
       if (following && stopReason === undefined) next = startLoad(following, buffers);
     };
     if (stopReason !== undefined || !loading) {
+      unsent(loading);
       if (taking !== undefined) exhausted = !(await taking);
       await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true });
       continue;
     }
     const transferSyntaxUid = chooseTransferSyntax(item.object, accepted);
     if (transferSyntaxUid === undefined) {
+      unsent(loading);
       await readFollowing();
       // Transient, so that the object stays queued and is retried with backoff.
       // The peer's configuration may change (a PACS that learns H.264, another
@@ -210,12 +216,27 @@ async function sendOverAssociation(
       continue;
     }
 
+    // A read still under way: the result before it is passed on meanwhile,
+    // and a read that hangs (a stalled disk) must not hold the association
+    // after it ended, for example when the sender stops and aborts it.
+    let loaded = await Promise.race([loading, Promise.resolve(undefined)]);
+    if (loaded === undefined) {
+      await flush();
+      loaded = await Promise.race([loading, association.whenClosed().then(() => undefined)]);
+    }
+    if (loaded === undefined) {
+      unsent(loading);
+      stopReason = `not sent: association with ${destination.host}:${destination.port} ended while the object was read`;
+      if (taking !== undefined) exhausted = !(await taking);
+      await report(item.object, { id, outcome: 'transient', reason: stopReason, associated: true });
+      continue;
+    }
     let dataset: Buffer;
-    const loaded = await loading;
     try {
       if ('error' in loaded) throw loaded.error;
       dataset = encodeDataset(item.object, loaded.dataset, transferSyntaxUid);
     } catch (error) {
+      unsent(loading);
       await readFollowing();
       const failure = toEndocapError(error);
       log.warn({ objectId: id, reason: failure.message }, 'object could not be prepared for sending');
@@ -237,6 +258,8 @@ async function sendOverAssociation(
     await flush();
     const answer = await sending;
     if ('error' in answer) {
+      // The socket may still hold the data set until it closes.
+      buffers.giveWhen(loaded.buffer, association.whenClosed());
       const failure = toEndocapError(answer.error);
       log.warn({ objectId: id, code: failure.code, reason: failure.message }, 'C-STORE failed');
       if (failure.code !== ErrorCodes.PACS_INVALID_OBJECT && failure.code !== ErrorCodes.PACS_NO_PRESENTATION_CONTEXT) {

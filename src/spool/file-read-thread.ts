@@ -18,7 +18,7 @@ interface WaitingRead {
 }
 
 /**
- * Runs as the reading thread: answers each request with one reply. It runs in
+ * Runs as the reading thread: one reply per request. It runs in
  * a worker of its own, from its source text, so it uses nothing from this
  * module: only `require` and `worker_threads`' `parentPort`, which a worker
  * started with `eval` has.
@@ -58,8 +58,15 @@ function readThreadMain(): void {
   });
 }
 
-/** Error code of reads that failed because the thread stopped, not because of the file. */
+/** Error code of reads that failed because the thread stopped or closed, not because of the file. */
 export const READ_THREAD_STOPPED = 'EREADTHREAD';
+
+/** An error that is not about the file: the same read may work later, on a new thread or after a restart. */
+function stoppedError(message: string): NodeJS.ErrnoException {
+  const error: NodeJS.ErrnoException = new Error(message);
+  error.code = READ_THREAD_STOPPED;
+  return error;
+}
 
 /** True when a buffer's memory can be filled by another thread. */
 export function isShared(buffer: Buffer): boolean {
@@ -71,7 +78,9 @@ export function isShared(buffer: Buffer): boolean {
  * calls: open, read and close are one trip there and back instead of three
  * trips through libuv's thread pool, which on a small box costs the main
  * thread more than the read itself. The event loop never waits for the disk:
- * while a read blocks, only this thread waits, and reads queue behind it.
+ * while a read blocks, only this thread waits. Other reads of the spool, for
+ * every destination, queue behind it, where the thread pool would have run
+ * them beside it; they share the disk that stalled.
  *
  * The thread starts with `start()` or at the first read, and keeps the
  * process alive only while a read is in progress. Starting one costs tens of milliseconds of CPU time, so
@@ -92,7 +101,7 @@ export class FileReadThread {
    * write into `into`; a caller that gives up on a read must not reuse it.
    */
   read(file: string, into: Buffer): Promise<number> {
-    if (this.closed) return Promise.reject(new Error('file read thread used after close'));
+    if (this.closed) return Promise.reject(stoppedError('file read thread used after close'));
     if (!isShared(into)) return Promise.reject(new Error('file read thread needs a buffer in shared memory'));
     const worker = this.running();
     this.sequence += 1;
@@ -113,7 +122,7 @@ export class FileReadThread {
     this.closed = true;
     const worker = this.worker;
     this.worker = undefined;
-    this.failWaiting(new Error('file read thread closed'));
+    this.failWaiting(stoppedError('file read thread closed'));
     if (worker === undefined) return;
     worker.unref();
     worker.terminate().catch(() => undefined);
@@ -157,10 +166,7 @@ export class FileReadThread {
     if (this.worker !== worker) return;
     this.worker = undefined;
     worker.unref();
-    const error: NodeJS.ErrnoException = new Error(`file read thread ${ending}`);
-    // Not the file's fault: the same read may work on a new thread.
-    error.code = READ_THREAD_STOPPED;
-    this.failWaiting(error);
+    this.failWaiting(stoppedError(`file read thread ${ending}`));
   }
 
   private failWaiting(error: Error): void {

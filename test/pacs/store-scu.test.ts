@@ -350,6 +350,27 @@ t.test('store-scu reads lazy objects when sending', async (t) => {
   t.equal((await readdir(directory)).length, 2, 'storescp received the two readable objects');
 });
 
+/**
+ * A lazy object that reads as the spool does: into the buffer it is given
+ * when that is long enough, whose memory then goes to `given`.
+ */
+function readingInto(source: StoreObject, id: string, given: ArrayBufferLike[]): LazyStoreObject {
+  const { sopClassUid, sopInstanceUid, transferSyntaxUid, part10 } = source;
+  return {
+    id,
+    sopClassUid,
+    sopInstanceUid,
+    transferSyntaxUid,
+    bytes: part10.length,
+    read: async (into) => {
+      if (into === undefined || into.length <= part10.length) return Buffer.from(part10);
+      given.push(into.buffer);
+      part10.copy(into);
+      return into.subarray(0, part10.length);
+    },
+  };
+}
+
 t.test('store-scu reads into reused buffers and sends every object unchanged', async (t) => {
   // Sizes from 10 kB to 6 MB in an order that makes buffers of every size
   // change hands. Two different large objects in a row: a buffer given back
@@ -357,23 +378,7 @@ t.test('store-scu reads into reused buffers and sends every object unchanged', a
   const otherLarge = await storeObjectFromFile('obj-large-b', await makeJpegObject(workDirectory, 'large-b', { width: 3600, height: 2000, noise: true }));
   const sources = [largeJpeg, otherLarge, smallJpeg, secondJpeg, otherLarge, largeJpeg, smallJpeg, secondJpeg, smallJpeg];
   const buffersGiven: ArrayBufferLike[] = [];
-  const objects: LazyStoreObject[] = sources.map((source, index) => {
-    const { sopClassUid, sopInstanceUid, transferSyntaxUid, part10 } = source;
-    return {
-      id: `reuse-${index}`,
-      sopClassUid,
-      sopInstanceUid,
-      transferSyntaxUid,
-      bytes: part10.length,
-      // As the spool reads: into the buffer when it is long enough.
-      read: async (into) => {
-        if (into === undefined || into.length <= part10.length) return Buffer.from(part10);
-        buffersGiven.push(into.buffer);
-        part10.copy(into);
-        return into.subarray(0, part10.length);
-      },
-    };
-  });
+  const objects = sources.map((source, index) => readingInto(source, `reuse-${index}`, buffersGiven));
   const directory = await outputDirectory('reuse');
   const port = await freePort();
   const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+uf', '+B'] });
@@ -416,4 +421,59 @@ t.test('store-scu asks for no more objects after an abort', async (t) => {
 
   t.same(results.map((result) => result.outcome), ['stored', 'stored', 'transient']);
   t.equal(moreCalls, 0, 'no objects were taken for an aborted association');
+});
+
+t.test('store-scu reuses shared read buffers across associations, also after failed sends', async (t) => {
+  const seen: ArrayBufferLike[] = [];
+  const lazyObjects = (prefix: string): LazyStoreObject[] => [smallJpeg, secondJpeg].map((source, index) => readingInto(source, `${prefix}-${index}`, seen));
+  const { log } = memoryLogger();
+
+  // Each association fails in the middle of its first data set: that buffer may be reused only once the socket closed.
+  const fake = await startFakeScp({ kind: 'abort-after-bytes', bytes: 1000 });
+  t.teardown(() => fake.stop());
+  for (let round = 0; round < 8; round += 1) {
+    const results = await storeObjects({ destination: destinationFor(fake.port), callingAeTitle, objects: lazyObjects(`aborted-${round}`), log });
+    t.equal(results[0]?.outcome, 'transient', `association ${round} failed`);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+
+  const directory = await outputDirectory('shared-buffers');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+uf'] });
+  t.teardown(() => peer.stop());
+  const before = seen.length;
+  const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: lazyObjects('after'), log });
+  t.same(results.map((result) => result.outcome), ['stored', 'stored']);
+  const after = seen.slice(before);
+  t.equal(after.length, 2, 'both objects were read into a given buffer');
+  t.ok(after.every((memory) => memory instanceof SharedArrayBuffer), 'in shared memory: failed sends gave their buffers back');
+  const sizes = new Map<number, Set<ArrayBufferLike>>();
+  for (const memory of seen) sizes.set(memory.byteLength, (sizes.get(memory.byteLength) ?? new Set()).add(memory));
+  for (const [length, buffers] of sizes) t.ok(buffers.size <= 4, `${buffers.size} shared buffers of ${length} bytes for ${seen.length} reads`);
+});
+
+t.test('store-scu stops waiting for a read that hangs once the association is aborted', async (t) => {
+  const directory = await outputDirectory('hanging-read');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+uf'] });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+  const { sopClassUid, sopInstanceUid, transferSyntaxUid } = secondJpeg;
+  // A read that never ends, as on a stalled disk.
+  const hanging: LazyStoreObject = { id: 'hanging', sopClassUid, sopInstanceUid, transferSyntaxUid, read: () => new Promise<Buffer>(() => undefined) };
+  const controller = new AbortController();
+  const storing = storeObjects({
+    destination: destinationFor(port),
+    callingAeTitle,
+    objects: [{ ...smallJpeg, id: 'first' }, hanging],
+    log,
+    signal: controller.signal,
+    // The first result is passed on while the read hangs, and the sender then stops.
+    onResult: (result) => {
+      if (result.id === 'first') setTimeout(() => controller.abort(), 100);
+    },
+  });
+  const results = await storing;
+  t.same(results.map((result) => [result.id, result.outcome]), [['first', 'stored'], ['hanging', 'transient']]);
+  t.equal(results[1]?.reason, `not sent: association with 127.0.0.1:${port} ended while the object was read`);
 });

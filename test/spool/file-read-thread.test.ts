@@ -139,10 +139,10 @@ t.test('read thread rejects reads once closed, without waiting for a blocked rea
   t.teardown(() => releaseFifo(fifo));
 
   const { blocked } = await blockedRead(reader, directory, fifo);
-  const rejected = t.rejects(blocked, { message: 'file read thread closed' });
+  const rejected = t.rejects(blocked, { code: READ_THREAD_STOPPED, message: 'file read thread closed' });
   reader.close();
   await rejected;
-  await t.rejects(reader.read(fifo, sharedBuffer(16, 0)), { message: 'file read thread used after close' });
+  await t.rejects(reader.read(fifo, sharedBuffer(16, 0)), { code: READ_THREAD_STOPPED, message: 'file read thread used after close' });
   t.throws(() => reader.start(), { message: 'file read thread used after close' });
 });
 
