@@ -4,6 +4,7 @@ import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DestinationConfig } from '../profile/schema.js';
 import type { SpooledObjectStream } from '../spool/types.js';
+import { READ_THREAD_STOPPED } from '../spool/file-read-thread.js';
 import { routeLibraryLog, verificationSopClassUid } from './dimse.js';
 import { VERIFICATION_CONTEXT } from './service-tables.js';
 import { cEchoRequest, cStoreRequest } from './dimse-command.js';
@@ -158,7 +159,7 @@ async function sendOverAssociation(
   const buffers = new ReadBuffers();
   // Gives back the buffer of an object that is not sent, once its read ended.
   const unsent = (load: Promise<LoadOutcome> | undefined): void => {
-    void load?.then((outcome) => ('error' in outcome ? buffers.drop(outcome.buffer) : buffers.give(outcome.buffer)));
+    void load?.then((outcome) => ('error' in outcome && readMayGoOn(outcome.error) ? buffers.drop(outcome.buffer) : buffers.give(outcome.buffer)));
   };
   let stopReason: string | undefined;
   let exhausted = options.more === undefined;
@@ -280,6 +281,17 @@ async function sendOverAssociation(
 
   await flush();
   await association.release(destination.associationTimeoutMs);
+}
+
+/**
+ * True when a failed read may still write into its buffer: its read thread
+ * stopped or closed in the middle of it. After any other error the read is over.
+ */
+function readMayGoOn(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth += 1) {
+    if ((cause as NodeJS.ErrnoException).code === READ_THREAD_STOPPED) return true;
+  }
+  return false;
 }
 
 /**

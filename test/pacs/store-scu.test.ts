@@ -423,7 +423,7 @@ t.test('store-scu asks for no more objects after an abort', async (t) => {
   t.equal(moreCalls, 0, 'no objects were taken for an aborted association');
 });
 
-t.test('store-scu reuses shared read buffers across associations, also after failed sends', async (t) => {
+t.test('store-scu reuses shared read buffers across associations, also after failed sends and reads', async (t) => {
   const seen: ArrayBufferLike[] = [];
   const lazyObjects = (prefix: string): LazyStoreObject[] => [smallJpeg, secondJpeg].map((source, index) => readingInto(source, `${prefix}-${index}`, seen));
   const { log } = memoryLogger();
@@ -441,6 +441,24 @@ t.test('store-scu reuses shared read buffers across associations, also after fai
   const port = await freePort();
   const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+uf'] });
   t.teardown(() => peer.stop());
+  // Reads that fail, as for a file gone from the spool: their reads are over, so their buffers come back too.
+  const { sopClassUid, sopInstanceUid, transferSyntaxUid } = smallJpeg;
+  const missing: LazyStoreObject = {
+    id: 'missing',
+    sopClassUid,
+    sopInstanceUid,
+    transferSyntaxUid,
+    bytes: smallJpeg.part10.length,
+    read: async (into) => {
+      if (into !== undefined) seen.push(into.buffer);
+      throw Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' });
+    },
+  };
+  for (let round = 0; round < 8; round += 1) {
+    const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: [missing], log });
+    t.equal(results[0]?.outcome, 'permanent', `read ${round} failed`);
+  }
+
   const before = seen.length;
   const results = await storeObjects({ destination: destinationFor(port), callingAeTitle, objects: lazyObjects('after'), log });
   t.same(results.map((result) => result.outcome), ['stored', 'stored']);
