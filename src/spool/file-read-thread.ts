@@ -61,7 +61,7 @@ function readThreadMain(): void {
 /** Error code of reads that failed because the thread stopped or closed, not because of the file. */
 export const READ_THREAD_STOPPED = 'EREADTHREAD';
 
-/** An error that is not about the file: the same read may work later, on a new thread or after a restart. */
+/** Creates the error of a read cut off by the thread, not by the file: the same read may work later. */
 function stoppedError(message: string): NodeJS.ErrnoException {
   const error: NodeJS.ErrnoException = new Error(message);
   error.code = READ_THREAD_STOPPED;
@@ -77,8 +77,8 @@ export function isShared(buffer: Buffer): boolean {
  * Reads whole files into shared memory on a thread of its own, with blocking
  * calls: open, read and close are one trip there and back instead of three
  * trips through libuv's thread pool, which on a small box costs the main
- * thread more than the read itself. The event loop never waits for the disk:
- * while a read blocks, only this thread waits. Other reads of the spool, for
+ * thread more than the read itself. The event loop does not wait for these
+ * reads: while a read blocks, only this thread waits. Other reads of the spool, for
  * every destination, queue behind it, where the thread pool would have run
  * them beside it; they share the disk that stalled.
  *

@@ -164,7 +164,7 @@ export class ObjectFiles {
   }
 }
 
-/** Throws when a read ended elsewhere than at `size`; `recorded` says the size came from the spool's record. */
+/** Throws when a read ended elsewhere than at `size`; `recorded` is true when the size came from the spool's record. */
 function checkSize(bytesRead: number, size: number, recorded: boolean): void {
   if (bytesRead === size) return;
   const found = bytesRead > size ? `more than ${size}` : String(bytesRead);
@@ -172,9 +172,8 @@ function checkSize(bytesRead: number, size: number, recorded: boolean): void {
 }
 
 /**
- * The error of a failed read: permanent, since the file is missing or not
- * what the spool recorded, unless the read thread stopped, which says
- * nothing about the file.
+ * Wraps the error of a failed read. It is permanent, because the file is
+ * missing or not what the spool recorded, unless the read thread stopped.
  */
 function readError(id: string, error: unknown): EndocapError {
   const retryable = (error as NodeJS.ErrnoException).code === READ_THREAD_STOPPED;

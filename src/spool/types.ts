@@ -55,7 +55,7 @@ export interface SpooledObjectStream {
   stream: Readable;
 }
 
-/** Which queued entries `SenderQueue.pending` returns. */
+/** Options of `SenderQueue.pending`: how many queued entries, and which ones to leave out. */
 export interface PendingOptions {
   /** At most this many, the oldest. */
   limit?: number;

@@ -15,7 +15,7 @@ export interface DaemonProcess {
   lines: LogLine[];
   /** Everything printed on stdout and stderr, for leak checks. */
   output(): string;
-  /** Resolves as soon as the output holds `count` lines with this message: each chunk of output is checked as it arrives. */
+  /** Resolves as soon as the output contains `count` lines with this message, checking each chunk of output as it arrives. */
   waitForLog(message: string, count?: number, timeoutMs?: number): Promise<void>;
   count(message: string): number;
   /** Sends SIGTERM and waits for the exit code. */
@@ -66,7 +66,7 @@ export function startDaemon(profileFile: string, options: { env?: Record<string,
     lines,
     output: () => raw,
     count,
-    waitForLog(message: string, wanted = 1, timeoutMs = 30_000): Promise<void> {
+    waitForLog(message: string, expected = 1, timeoutMs = 30_000): Promise<void> {
       return new Promise<void>((resolve, reject) => {
         const finish = (error?: Error): void => {
           clearTimeout(timer);
@@ -75,12 +75,12 @@ export function startDaemon(profileFile: string, options: { env?: Record<string,
           else resolve();
         };
         const check = (): void => {
-          if (count(message) >= wanted) finish();
+          if (count(message) >= expected) finish();
           else if (child.exitCode !== null || child.signalCode !== null) {
             finish(new Error(`daemon exited with ${child.exitCode ?? child.signalCode} while waiting for "${message}":\n${raw.slice(-4_000)}`));
           }
         };
-        const timer = setTimeout(() => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${wanted} log line(s) "${message}"`)), timeoutMs);
+        const timer = setTimeout(() => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${expected} log line(s) "${message}"`)), timeoutMs);
         checks.add(check);
         check();
       });

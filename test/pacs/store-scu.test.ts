@@ -351,10 +351,10 @@ t.test('store-scu reads lazy objects when sending', async (t) => {
 });
 
 /**
- * A lazy object that reads as the spool does: into the buffer it is given
- * when that is long enough, whose memory then goes to `given`.
+ * Creates a lazy object that reads as the spool does: into the buffer passed
+ * in when that is long enough, whose memory is then added to `received`.
  */
-function readingInto(source: StoreObject, id: string, given: ArrayBufferLike[]): LazyStoreObject {
+function readingInto(source: StoreObject, id: string, received: ArrayBufferLike[]): LazyStoreObject {
   const { sopClassUid, sopInstanceUid, transferSyntaxUid, part10 } = source;
   return {
     id,
@@ -364,7 +364,7 @@ function readingInto(source: StoreObject, id: string, given: ArrayBufferLike[]):
     bytes: part10.length,
     read: async (into) => {
       if (into === undefined || into.length <= part10.length) return Buffer.from(part10);
-      given.push(into.buffer);
+      received.push(into.buffer);
       part10.copy(into);
       return into.subarray(0, part10.length);
     },

@@ -126,8 +126,8 @@ t.test('spool reopens after a power cut at any point of its delivery journal', a
         if (!bytes.equals(added.get(entry.id) ?? Buffer.alloc(0))) problems.push(`${entry.id}: bytes differ`);
         for (const destination of DESTINATIONS) {
           const state = entry.deliveries[destination]?.state;
-          const wanted = expected.get(`${entry.id} ${destination}`);
-          if (state !== wanted) problems.push(`${entry.id} at ${destination}: ${state}, expected ${wanted}`);
+          const expectedState = expected.get(`${entry.id} ${destination}`);
+          if (state !== expectedState) problems.push(`${entry.id} at ${destination}: ${state}, expected ${expectedState}`);
         }
       }
       // The journal must take new records after the cut, and the next reopening must find them.
