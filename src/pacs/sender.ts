@@ -336,7 +336,8 @@ export class Sender extends EventEmitter<SenderEvents> {
     if (attempted.length > 0) this.updateLink(attempted.some((result) => result.associated === true), attempted[0]?.reason);
 
     if (results.some((result) => result.outcome === 'stored' || result.outcome === 'warning')) this.backoff.reset();
-    if (results.some((result) => result.outcome === 'transient')) this.scheduleRetry();
+    // Objects left unsent behind a failure wait for that failure's backoff. Unsent objects alone need none.
+    if (results.some((result) => result.outcome === 'transient' && result.unsent !== true)) this.scheduleRetry();
   }
 
   /**
@@ -379,10 +380,20 @@ export class Sender extends EventEmitter<SenderEvents> {
   /**
    * Writes one result to the queue. A queue error is logged and leaves the
    * object queued; it resolves false then, and no event may be emitted for it.
+   * An object that was not sent goes back to the queue without an event.
    */
   private async persist(result: StoreResult): Promise<boolean> {
     const { id, outcome, status, reason } = result;
     const destination = this.destination.name;
+    if (result.unsent === true) {
+      try {
+        await this.queue.markUnsent(id, destination);
+      } catch (error) {
+        this.log.error({ objectId: id, err: error }, 'putting back an object that was not sent failed');
+        this.scheduleRetry();
+      }
+      return false;
+    }
     this.lastResult = outcome;
     if (outcome !== 'stored' && outcome !== 'warning') this.lastError = reason;
     try {

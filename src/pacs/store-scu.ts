@@ -74,6 +74,12 @@ export interface StoreResult {
   associated?: boolean;
   /** True when the peer accepted no presentation context that could carry the object. */
   noContext?: boolean;
+  /**
+   * True when the object never went out: the association ended or stopped
+   * taking objects before its turn. The object goes back to the queue
+   * without counting an attempt.
+   */
+  unsent?: boolean;
 }
 
 interface PeerOptions {
@@ -201,7 +207,7 @@ async function sendOverAssociation(
     if (stopReason !== undefined || !loading) {
       unsent(loading);
       if (taking !== undefined) exhausted = !(await taking);
-      await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true });
+      await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true, unsent: true });
       continue;
     }
     const transferSyntaxUid = chooseTransferSyntax(item.object, accepted);
@@ -229,7 +235,7 @@ async function sendOverAssociation(
       unsent(loading);
       stopReason = `not sent: association with ${destination.host}:${destination.port} ended while the object was read`;
       if (taking !== undefined) exhausted = !(await taking);
-      await report(item.object, { id, outcome: 'transient', reason: stopReason, associated: true });
+      await report(item.object, { id, outcome: 'transient', reason: stopReason, associated: true, unsent: true });
       continue;
     }
     let dataset: Buffer;
@@ -351,7 +357,7 @@ export async function storeObjects(options: StoreObjectsOptions): Promise<StoreR
 
   const { contexts, deferred } = planContexts(items);
   for (const item of deferred) {
-    void results.set(item.object, { id: item.object.id, outcome: 'transient', reason: 'not sent: too many presentation contexts for one association' });
+    void results.set(item.object, { id: item.object.id, outcome: 'transient', reason: 'not sent: too many presentation contexts for one association', unsent: true });
   }
   const sendable = items.filter((item) => !deferred.includes(item));
 
@@ -370,7 +376,7 @@ export async function storeObjects(options: StoreObjectsOptions): Promise<StoreR
   const ordered = objects.map((object) => {
     const known = results.get(object);
     if (known) return known;
-    const notSent: StoreResult = { id: object.id, outcome: 'transient', reason: 'not sent' };
+    const notSent: StoreResult = { id: object.id, outcome: 'transient', reason: 'not sent', unsent: true };
     void results.set(object, notSent);
     return notSent;
   });

@@ -317,6 +317,16 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     return this.recordResult(id, destination, 'stored', { status });
   }
 
+  async markUnsent(id: string, destination: string): Promise<void> {
+    this.assertOpen();
+    return this.withLock(id, async () => {
+      const entry = this.entries.get(id);
+      const record = entry?.deliveries[destination];
+      if (entry === undefined || record?.state !== 'sending') return;
+      await this.saveRecord(entry, destination, { ...record, state: 'queued', updatedAt: this.timestamp() });
+    });
+  }
+
   async markFailed(id: string, destination: string, reason: string, status?: number): Promise<void> {
     return this.recordResult(id, destination, 'queued', { reason, status });
   }

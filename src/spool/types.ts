@@ -85,6 +85,11 @@ export interface SenderQueue {
   openStream?(id: string): Promise<SpooledObjectStream>;
   /** Records a success; the object is done for `destination` unless it waits for Storage Commitment there. */
   markStored(id: string, destination: string, status: number): Promise<void>;
+  /**
+   * Puts back an object taken with markSending that was never sent, as it
+   * was before: the attempt does not count. Ids not being sent are skipped.
+   */
+  markUnsent(id: string, destination: string): Promise<void>;
   /** Records a transient failure; the object stays queued. */
   markFailed(id: string, destination: string, reason: string, status?: number): Promise<void>;
   /** Records a permanent rejection; the object is kept and not retried. */

@@ -95,7 +95,7 @@ export function destinationFor(port: number, overrides: Partial<DestinationConfi
 }
 
 interface MarkCall {
-  kind: 'stored' | 'failed' | 'set-aside';
+  kind: 'stored' | 'failed' | 'set-aside' | 'unsent';
   id: string;
   destination: string;
   status?: number;
@@ -146,6 +146,12 @@ export class MemoryQueue implements SenderQueue {
   async markStored(id: string, destination: string, status: number): Promise<void> {
     this.update(id, destination, 'stored', undefined, status);
     this.calls.push({ kind: 'stored', id, destination, status });
+  }
+
+  async markUnsent(id: string, destination: string): Promise<void> {
+    const delivery = this.entries.get(id)?.entry.deliveries[destination];
+    if (delivery?.state === 'sending') delivery.state = 'queued';
+    this.calls.push({ kind: 'unsent', id, destination });
   }
 
   async markFailed(id: string, destination: string, reason: string, status?: number): Promise<void> {

@@ -255,6 +255,30 @@ t.test('sender retries out of resources', async (t) => {
   t.ok(sender.status().consecutiveFailures >= 1);
 });
 
+t.test('unsent objects count no attempt', async (t) => {
+  // The second C-STORE gets 0xA700 (a fake again). It is the last object of a
+  // batch of two, so the third object was taken for the same association
+  // while the second was in flight, and never went out.
+  const fake = await startFakeScp({ kind: 'statuses', statuses: [0x0000, 0xa700, 0x0000] });
+  t.teardown(() => fake.stop());
+  const queue = new MemoryQueue();
+  const destination = destinationFor(fake.port, { retry: { initialMs: 100, maxMs: 400, multiplier: 2 } });
+  for (const object of objects) queue.add(object, [destination.name]);
+  const { events } = startSender(t, destination, queue, { batchSize: 2 });
+
+  await waitUntil(() => events.filter((event) => event.name === 'objectStored').length === 3, 'three objectStored events');
+  const callsFor = (id: string) => queue.calls.filter((call) => call.id === id).map((call) => call.kind);
+  t.same(callsFor('obj-b'), ['failed', 'stored'], 'the object that got 0xA700 counts a failed attempt');
+  t.same(callsFor('obj-c'), ['unsent', 'stored'], 'the object taken behind it went back unsent');
+  t.same(
+    events.filter((event) => event.name === 'storeFailed').map((event) => (event.payload as { id: string }).id),
+    ['obj-b'],
+    'no failure is reported for the unsent object',
+  );
+  t.equal(queue.entries.get('obj-c')?.entry.deliveries[destination.name]?.attempts, 1, 'one attempt: the one that stored it');
+  t.equal(fake.received, 4, 'obj-a once, obj-b twice, obj-c once');
+});
+
 t.test('sender stop aborts a stalled association', async (t) => {
   // A fake peer accepts the association and never responds to the C-STORE.
   const fake = await startFakeScp({ kind: 'never-answer' });

@@ -227,3 +227,29 @@ t.test('spool pending gives the oldest queued entries up to a limit, leaving out
   copy.deliveries.a = { state: 'stored', attempts: 9, updatedAt: copy.queuedAt };
   t.equal(spool.get(copy.id)?.deliveries.a?.state, 'queued', 'pending returns copies');
 });
+
+t.test('unsent object keeps its attempts', async (t) => {
+  const { directory, spool } = await tempSpool(t, ['a']);
+  const { part10, meta } = makeObject(`${UID_ROOT}.81`);
+  const { id } = await spool.add(part10, meta);
+  await spool.markSending([id], 'a');
+  await spool.markFailed(id, 'a', 'peer out of resources (status 0xA700)', 0xa700);
+  const failed = spool.get(id)?.deliveries.a;
+  t.equal(failed?.attempts, 1);
+
+  await spool.markSending([id], 'a');
+  await spool.markUnsent(id, 'a');
+  const { updatedAt: _updated, ...record } = spool.get(id)?.deliveries.a ?? { updatedAt: '' };
+  t.same(record, { state: 'queued', attempts: 1, lastError: 'peer out of resources (status 0xA700)', lastStatus: 0xa700 }, 'queued, with the attempts and error it had');
+  await spool.markUnsent(id, 'a');
+  t.equal(spool.get(id)?.deliveries.a?.attempts, 1, 'an object not being sent is left as it is');
+
+  // 'sending' read back after a restart counts an attempt; an unsent object must not.
+  await spool.close();
+  const reopened = new Spool({ directory, destinations: plain('a'), log: createLogger('silent') });
+  const report = await reopened.open();
+  t.teardown(() => reopened.close());
+  t.equal(report.sendingRequeued, 0, 'no interrupted send to requeue');
+  t.same(reopened.get(id)?.deliveries.a?.attempts, 1, 'still one attempt after the restart');
+  t.same(reopened.pending('a').map((entry) => entry.id), [id]);
+});
