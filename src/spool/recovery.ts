@@ -67,7 +67,21 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
 
   const objectIds = new Set<string>();
   const stateIds = new Set<string>();
-  for (const name of await readdir(directory)) {
+  // Ids of object names that are not regular files: new ids must not take them.
+  const irregularIds = new Set<string>();
+  for (const file of await readdir(directory, { withFileTypes: true })) {
+    const { name } = file;
+    // A FIFO or a device would block the reads below, and a link or a folder
+    // is nothing the spool wrote: each is left for an operator.
+    if (!file.isFile()) {
+      log.warn({ file: name }, 'spool file is not a regular file, left in place');
+      const id = name.slice(0, -OBJECT_SUFFIX.length);
+      if (name.endsWith(OBJECT_SUFFIX) && isObjectId(id)) {
+        report.unreadableObjects.push(id);
+        irregularIds.add(id);
+      }
+      continue;
+    }
     if (name.endsWith(TEMP_SUFFIX)) {
       await unlink(path.join(directory, name));
       report.tempFilesRemoved += 1;
@@ -100,7 +114,7 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
 
   report.objects = entries.length;
   report.unconfiguredDestinations = [...unconfigured].sort();
-  return { entries, report, seenIds: [...new Set([...objectIds, ...stateIds])] };
+  return { entries, report, seenIds: [...new Set([...objectIds, ...stateIds, ...irregularIds])] };
 }
 
 /** Loads one object's state, rebuilding it when needed and adding new destinations. */

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
 import { createLogger } from '../../src/log.js';
 import { Spool } from '../../src/spool/spool.js';
@@ -147,4 +149,17 @@ t.test('ids stay ordered after clock goes back', async (t) => {
   const last = entries[entries.length - 1]?.id ?? '';
   t.ok(added.id > last, `${added.id} sorts after ${last}`);
   t.same(spool.pending('a').map((e) => e.id), [...entries.map((e) => e.id), added.id]);
+});
+
+t.test('recovery skips a FIFO object file', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const [entry] = await seed(directory, 1);
+  // Reading a FIFO blocks until a writer opens it, and none ever will: the spool must not open it.
+  const fifoId = '20200101T000000.000Z-000001';
+  await promisify(execFile)('mkfifo', [path.join(objects, `${fifoId}.dcm`)]);
+
+  const { spool, report } = await openSpool(directory);
+  t.same(report.unreadableObjects, [fifoId], 'reported as unreadable');
+  t.same(spool.list().map((e) => e.id), [entry?.id], 'the regular object is recovered');
+  t.ok((await readdir(objects)).includes(`${fifoId}.dcm`), 'left in place');
 });
