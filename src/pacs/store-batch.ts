@@ -126,8 +126,11 @@ const FREE_BUFFERS_KEPT = 2;
 const MIN_BUFFER_BYTES = 64 * 1024;
 /** Largest buffer in shared memory: stills fit, larger objects use buffers of their association. */
 export const MAX_SHARED_BUFFER_BYTES = 2 * 1024 * 1024;
-/** Shared buffers of one size that exist at a time: two per sender for two senders at once. */
-const SHARED_BUFFERS_PER_SIZE = 4;
+/**
+ * Shared buffers of one size that exist at a time: four per sender (one
+ * object sent, three read ahead) for two senders at once.
+ */
+export const SHARED_BUFFERS_PER_SIZE = 8;
 
 /**
  * Buffers in shared memory, which the spool's read thread fills, kept for the

@@ -11,6 +11,7 @@ import { cEchoRequest, cStoreRequest } from './dimse-command.js';
 import { ScuAssociation, type DimseResponse, type ProposedContext } from './scu-association.js';
 import {
   BatchResults,
+  MAX_SHARED_BUFFER_BYTES,
   ReadBuffers,
   chooseTransferSyntax,
   eagerItem,
@@ -41,8 +42,8 @@ export interface StoreObject extends StoreObjectMetadata {
 }
 
 /**
- * One DICOM object whose Part 10 bytes are read when its turn comes, one
- * object ahead of the one being sent, so that reading overlaps the network
+ * One DICOM object whose Part 10 bytes are read when its turn comes, a few
+ * objects ahead of the one being sent, so that reading overlaps the network
  * and nothing is read when the association cannot be opened.
  */
 export interface LazyStoreObject extends StoreObjectMetadata {
@@ -147,7 +148,7 @@ async function openAssociation(options: PeerOptions, contexts: ProposedContext[]
 
 /**
  * Sends every item over one open association and records a result for each.
- * The next item's data set is read while the current one is sent. When the
+ * The next items' data sets are read while the current one is sent. When the
  * items run out, `options.more` may add objects, which are appended to
  * `items` and `objects`.
  */
@@ -169,7 +170,20 @@ async function sendOverAssociation(
   };
   let stopReason: string | undefined;
   let exhausted = options.more === undefined;
-  let next: Promise<LoadOutcome> | undefined = items[0] ? startLoad(items[0], buffers) : undefined;
+  // Loads started ahead, by item index. Small objects start in groups of
+  // READ_AHEAD, which the spool's read thread serves in one trip. A large
+  // one (a clip) is read alone, so that at most one is held ahead.
+  const ahead = new Map<number, Promise<LoadOutcome>>();
+  const readAhead = (from: number): void => {
+    for (let index = from; index < Math.min(items.length, from + READ_AHEAD); index += 1) {
+      const item = items[index] as BatchItem;
+      const small = item.bytes !== undefined && item.bytes < MAX_SHARED_BUFFER_BYTES;
+      if (index > from && !small) break;
+      ahead.set(index, startLoad(item, buffers));
+      if (!small) break;
+    }
+  };
+  readAhead(0);
 
   // The result of an object is passed on while the next object is in flight,
   // so that the next C-STORE goes out as soon as a response arrives. Results
@@ -189,8 +203,8 @@ async function sendOverAssociation(
   for (let index = 0; index < items.length; index += 1) {
     const item = items[index] as BatchItem;
     const { id } = item.object;
-    const loading = next;
-    next = undefined;
+    const loading = ahead.get(index);
+    ahead.delete(index);
     // At the last item, more objects are asked for while it is sent, so that
     // taking them (a look at the queue and a journal write) is not in the way
     // between its response and the next request.
@@ -198,11 +212,10 @@ async function sendOverAssociation(
     if (index + 1 === items.length && !exhausted && stopReason === undefined && association.usable) {
       taking = appendMore(options, canSend, items, objects, log);
     }
-    // Starts reading the next file; called once this object is on its way or skipped.
+    // Starts reading the next files when none is read ahead; called once this object is on its way or skipped.
     const readFollowing = async (): Promise<void> => {
       if (taking !== undefined) exhausted = !(await taking);
-      const following = items[index + 1];
-      if (following && stopReason === undefined) next = startLoad(following, buffers);
+      if (stopReason === undefined && !ahead.has(index + 1)) readAhead(index + 1);
     };
     if (stopReason !== undefined || !loading) {
       unsent(loading);
@@ -288,6 +301,14 @@ async function sendOverAssociation(
   await flush();
   await association.release(destination.associationTimeoutMs);
 }
+
+/**
+ * Small objects read ahead of the one being sent, asked for together. On a
+ * 2-core VM a trip to the read thread and back cost 60 to 100 us of CPU time,
+ * and reading a 300 KB still from the page cache about 45 us. A group of
+ * three saves two of every three trips and takes three shared buffers per sender.
+ */
+const READ_AHEAD = 3;
 
 /**
  * True when a failed read may still write into its buffer: its read thread

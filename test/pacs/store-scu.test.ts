@@ -8,6 +8,7 @@ import dimse from 'dcmjs-dimse';
 import t, { type Test } from 'tap';
 import { echo, storeObjects, type LazyStoreObject, type StoreObject, type StoreResult } from '../../src/pacs/store-scu.js';
 import { splitPart10 } from '../../src/pacs/part10.js';
+import { SHARED_BUFFERS_PER_SIZE } from '../../src/pacs/store-batch.js';
 import {
   destinationFor,
   dump,
@@ -467,7 +468,7 @@ t.test('store-scu reuses shared read buffers across associations, also after fai
   t.ok(after.every((memory) => memory instanceof SharedArrayBuffer), 'in shared memory: failed sends gave their buffers back');
   const sizes = new Map<number, Set<ArrayBufferLike>>();
   for (const memory of seen) sizes.set(memory.byteLength, (sizes.get(memory.byteLength) ?? new Set()).add(memory));
-  for (const [length, buffers] of sizes) t.ok(buffers.size <= 4, `${buffers.size} shared buffers of ${length} bytes for ${seen.length} reads`);
+  for (const [length, buffers] of sizes) t.ok(buffers.size <= SHARED_BUFFERS_PER_SIZE, `${buffers.size} shared buffers of ${length} bytes for ${seen.length} reads`);
 });
 
 t.test('store-scu stops waiting for a read that hangs once the association is aborted', async (t) => {
