@@ -496,3 +496,32 @@ t.test('store-scu stops waiting for a read that hangs once the association is ab
   t.same(results.map((result) => [result.id, result.outcome]), [['first', 'stored'], ['hanging', 'transient']]);
   t.equal(results[1]?.reason, `not sent: association with 127.0.0.1:${port} ended while the object was read`);
 });
+
+t.test('read-ahead depth by object size', async (t) => {
+  // A fake that never answers holds the first object in flight, so the reads
+  // started meanwhile are those read ahead.
+  const fake = await startFakeScp({ kind: 'never-answer' });
+  t.teardown(() => fake.stop());
+  const { log } = memoryLogger();
+  const readsWhileFirstInFlight = async (bytes: number): Promise<number> => {
+    let reads = 0;
+    const objects: LazyStoreObject[] = [1, 2, 3, 4, 5].map((index) => ({
+      ...readingInto(smallJpeg, `obj-${index}`, []),
+      // The recorded size decides how far ahead an object is read; the bytes read are the small still's.
+      bytes,
+      read: async () => {
+        reads += 1;
+        return Buffer.from(smallJpeg.part10);
+      },
+    }));
+    const abort = new AbortController();
+    const sending = storeObjects({ destination: destinationFor(fake.port), callingAeTitle, objects, log, signal: abort.signal });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    abort.abort();
+    await sending;
+    return reads;
+  };
+
+  t.equal(await readsWhileFirstInFlight(smallJpeg.part10.length), 3, 'the first small object and the two after it');
+  t.equal(await readsWhileFirstInFlight(3 * 1024 * 1024), 2, 'a large object and the one after it');
+});

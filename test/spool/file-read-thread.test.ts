@@ -65,6 +65,34 @@ t.test('read thread reads a file into shared memory', async (t) => {
   t.ok(short.equals(content.subarray(0, 1000)));
 });
 
+t.test('read thread batches one turn of reads', async (t) => {
+  const directory = await tempFolder(t);
+  const files = await Promise.all(
+    [1, 2, 3].map(async (index) => {
+      const file = path.join(directory, `object-${index}.dcm`);
+      await writeFile(file, Buffer.alloc(1000 * index, index));
+      return file;
+    }),
+  );
+  const reader = new FileReadThread();
+  t.teardown(() => reader.close());
+  reader.start();
+  const worker = (reader as unknown as { worker: Worker }).worker;
+  let messages = 0;
+  const post = worker.postMessage.bind(worker);
+  worker.postMessage = (message: unknown) => {
+    messages += 1;
+    post(message);
+  };
+
+  const together = await Promise.all(files.map((file) => reader.read(file, sharedBuffer(5000, 0))));
+  t.same(together, [1000, 2000, 3000], 'each read got its own file');
+  t.equal(messages, 1, 'three reads asked for in one turn went in one message');
+
+  for (const file of files) await reader.read(file, sharedBuffer(5000, 0));
+  t.equal(messages, 4, 'reads asked for one after another go one by one');
+});
+
 t.test('read thread reports the error of a file it cannot read', async (t) => {
   const directory = await tempFolder(t);
   const reader = new FileReadThread();
