@@ -336,8 +336,11 @@ export class Sender extends EventEmitter<SenderEvents> {
     if (attempted.length > 0) this.updateLink(attempted.some((result) => result.associated === true), attempted[0]?.reason);
 
     if (results.some((result) => result.outcome === 'stored' || result.outcome === 'warning')) this.backoff.reset();
-    // Objects left unsent behind a failure wait for that failure's backoff. Unsent objects alone need none.
-    if (results.some((result) => result.outcome === 'transient' && result.unsent !== true)) this.scheduleRetry();
+    // Objects left unsent behind a failure wait for that failure's backoff. A
+    // batch that sent nothing at all (a peer that ends each association at once) backs off too.
+    const failed = results.some((result) => result.outcome === 'transient' && result.unsent !== true);
+    const noneSent = !this.stopping && results.length > 0 && results.every((result) => result.unsent === true);
+    if (failed || noneSent) this.scheduleRetry();
   }
 
   /**

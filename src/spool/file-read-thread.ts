@@ -19,7 +19,7 @@ interface WaitingRead {
 
 /**
  * Runs as the reading thread: each message is a list of reads, done in
- * order, and gets one message back with a reply per read. It runs in
+ * order, and each read gets a reply of its own. It runs in
  * a worker of its own, from its source text, so it uses nothing from this
  * module: only `require` and `worker_threads`' `parentPort`, which a worker
  * started with `eval` has.
@@ -30,7 +30,9 @@ function readThreadMain(): void {
   if (parentPort === null) return;
   const port = parentPort;
   port.on('message', (requests: ReadRequest[]) => {
-    port.postMessage(requests.map(readOne));
+    // A reply for each read as soon as it ends, so that a read that blocks
+    // holds back only the reads after it.
+    for (const request of requests) port.postMessage(readOne(request));
   });
 
   function readOne(request: ReadRequest): ReadReply {
@@ -108,8 +110,8 @@ export class FileReadThread {
    * bytes read: fewer when the file is shorter. Until then the thread may
    * write into `into`; a caller that gives up on a read must not reuse it.
    * Reads asked for together, before the caller next waits, go to the
-   * thread in one message and come back in one: each trip between threads
-   * costs more CPU time than reading a still from the page cache.
+   * thread in one message: a trip between threads costs more CPU time than
+   * reading a still from the page cache.
    */
   read(file: string, into: Buffer): Promise<number> {
     if (this.closed) return Promise.reject(stoppedError('file read thread used after close'));
@@ -158,9 +160,7 @@ export class FileReadThread {
     // No inherited execArgv: a loader given to the main process (a test
     // runner's TypeScript loader) is of no use to this plain JavaScript.
     const worker = new Worker(`(${readThreadMain.toString()})()`, { eval: true, execArgv: [] });
-    worker.on('message', (replies: ReadReply[]) => {
-      for (const reply of replies) this.settle(reply);
-    });
+    worker.on('message', (reply: ReadReply) => this.settle(reply));
     worker.on('error', (error) => this.stopped(worker, `failed: ${error.message}`));
     worker.on('exit', (code) => this.stopped(worker, `exited with code ${code}`));
     // After the listeners, as adding a 'message' listener refs the worker again.

@@ -50,7 +50,7 @@ export interface RecoveryOptions {
  * no complete object: removing delivered ones is left to the spool's retention.
  * Returns the entries sorted by id and every id seen on disk.
  */
-export async function recoverSpool(options: RecoveryOptions): Promise<{ entries: SpoolEntry[]; report: RecoveryReport; seenIds: string[] }> {
+export async function recoverSpool(options: RecoveryOptions): Promise<{ entries: SpoolEntry[]; report: RecoveryReport; seenIds: string[]; unsavedStates: string[] }> {
   const { directory, log } = options;
   const report: RecoveryReport = {
     objects: 0,
@@ -67,18 +67,23 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
 
   const objectIds = new Set<string>();
   const stateIds = new Set<string>();
-  // Ids of object names that are not regular files: new ids must not take them.
+  // Ids of object names that are not regular files: their state stays, and new ids must not take them.
   const irregularIds = new Set<string>();
+  // Ids whose state file name is not a regular file: the state is neither read nor written there.
+  const irregularStateIds = new Set<string>();
   for (const file of await readdir(directory, { withFileTypes: true })) {
     const { name } = file;
     // A FIFO or a device would block the reads below, and a link or a folder
     // is nothing the spool wrote: each is left for an operator.
     if (!file.isFile()) {
       log.warn({ file: name }, 'spool file is not a regular file, left in place');
-      const id = name.slice(0, -OBJECT_SUFFIX.length);
-      if (name.endsWith(OBJECT_SUFFIX) && isObjectId(id)) {
-        report.unreadableObjects.push(id);
-        irregularIds.add(id);
+      const objectId = name.slice(0, -OBJECT_SUFFIX.length);
+      const stateId = name.slice(0, -STATE_SUFFIX.length);
+      if (name.endsWith(OBJECT_SUFFIX) && isObjectId(objectId)) {
+        report.unreadableObjects.push(objectId);
+        irregularIds.add(objectId);
+      } else if (name.endsWith(STATE_SUFFIX) && isObjectId(stateId)) {
+        irregularStateIds.add(stateId);
       }
       continue;
     }
@@ -95,7 +100,7 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
   }
 
   for (const id of stateIds) {
-    if (objectIds.has(id)) continue;
+    if (objectIds.has(id) || irregularIds.has(id)) continue;
     await unlink(path.join(directory, id + STATE_SUFFIX));
     report.orphanStatesRemoved += 1;
   }
@@ -103,9 +108,12 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
 
   const entries: SpoolEntry[] = [];
   const unconfigured = new Set<string>();
+  const unsavedStates: string[] = [];
   for (const id of [...objectIds].sort()) {
-    const entry = await recoverEntry(id, stateIds.has(id), options, report);
+    const stateWritable = !irregularStateIds.has(id);
+    const entry = await recoverEntry(id, stateIds.has(id), stateWritable, options, report);
     if (entry === undefined) continue;
+    if (!stateWritable) unsavedStates.push(id);
     for (const name of Object.keys(entry.deliveries)) {
       if (!options.destinations.includes(name)) unconfigured.add(name);
     }
@@ -114,11 +122,15 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
 
   report.objects = entries.length;
   report.unconfiguredDestinations = [...unconfigured].sort();
-  return { entries, report, seenIds: [...new Set([...objectIds, ...stateIds, ...irregularIds])] };
+  return { entries, report, seenIds: [...new Set([...objectIds, ...stateIds, ...irregularIds, ...irregularStateIds])], unsavedStates };
 }
 
-/** Loads one object's state, rebuilding it when needed and adding new destinations. */
-async function recoverEntry(id: string, hasState: boolean, options: RecoveryOptions, report: RecoveryReport): Promise<SpoolEntry | undefined> {
+/**
+ * Loads one object's state, rebuilding it when needed and adding new
+ * destinations. Without `stateWritable` a changed state is not written:
+ * its records then live in the journal only.
+ */
+async function recoverEntry(id: string, hasState: boolean, stateWritable: boolean, options: RecoveryOptions, report: RecoveryReport): Promise<SpoolEntry | undefined> {
   const { directory, log } = options;
   const objectPath = path.join(directory, id + OBJECT_SUFFIX);
   const statePath = path.join(directory, id + STATE_SUFFIX);
@@ -159,7 +171,8 @@ async function recoverEntry(id: string, hasState: boolean, options: RecoveryOpti
     changed = true;
   }
 
-  if (changed) await writeFileDurably(statePath, JSON.stringify(entry));
+  if (changed && stateWritable) await writeFileDurably(statePath, JSON.stringify(entry));
+  if (changed && !stateWritable) log.warn({ objectId: id }, 'state file name is not a regular file, state kept in the delivery journal only');
   return entry;
 }
 

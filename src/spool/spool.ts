@@ -97,6 +97,8 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   private readonly space: SpaceGuard;
   /** Entries by id, in id order (new ids are always larger). */
   private readonly entries = new Map<string, SpoolEntry>();
+  /** Ids of object files that open() could not read and left for an operator. */
+  private readonly leftInPlace = new Set<string>();
   private readonly locks = new KeyedLock();
   private readonly adding = new Set<Promise<unknown>>();
   /** SOP Instance UIDs of `addIfNew` calls in progress. */
@@ -145,7 +147,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
       await syncDirectory(this.root);
       const journalFile = path.join(this.root, JOURNAL_FILE);
       const journal = await readJournal(journalFile);
-      const { entries, report, seenIds } = await recoverSpool({
+      const { entries, report, seenIds, unsavedStates } = await recoverSpool({
         directory: this.files.directory,
         destinations: this.destinations.map((destination) => destination.name),
         log: this.log,
@@ -155,13 +157,20 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
       report.journalLinesSkipped = journal.skippedLines;
       for (const id of seenIds) this.ids.observe(id);
       for (const entry of entries) this.entries.set(entry.id, entry);
+      // The records of objects left in place for an operator stay in the journal, so that an object put back keeps its deliveries.
+      for (const id of report.unreadableObjects) this.leftInPlace.add(id);
       this.journal = new DeliveryJournal({
         file: journalFile,
         log: this.log,
-        isLive: (id) => this.entries.has(id),
+        isLive: (id) => this.entries.has(id) || this.leftInPlace.has(id),
         beforeCompaction: () => syncDirectory(this.files.directory),
       });
-      await this.journal.open(recordsOf(entries.filter((entry) => journal.records.has(entry.id))));
+      const journalRecords = recordsOf(entries.filter((entry) => journal.records.has(entry.id) || unsavedStates.includes(entry.id)));
+      for (const id of this.leftInPlace) {
+        const records = journal.records.get(id);
+        if (records !== undefined) journalRecords.set(id, records);
+      }
+      await this.journal.open(journalRecords);
       this.files.startReading();
       this.opened = true;
       report.deliveredRemoved = await this.sweep();
@@ -323,7 +332,8 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
       const entry = this.entries.get(id);
       const record = entry?.deliveries[destination];
       if (entry === undefined || record?.state !== 'sending') return;
-      await this.saveRecord(entry, destination, { ...record, state: 'queued', updatedAt: this.timestamp() });
+      // Not synced: lost in a power cut, the 'sending' line before it reads back as queued with one attempt more.
+      await this.saveRecord(entry, destination, { ...record, state: 'queued', updatedAt: this.timestamp() }, false);
     });
   }
 
@@ -468,11 +478,11 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
    * be read back after a restart, so that the object is sent again without
    * waiting for a restart.
    */
-  private async saveRecord(entry: SpoolEntry, destination: string, record: DeliveryRecord): Promise<void> {
+  private async saveRecord(entry: SpoolEntry, destination: string, record: DeliveryRecord, durable = record.state !== 'sending'): Promise<void> {
     const next = cloneEntry(entry);
     next.deliveries[destination] = record;
     try {
-      await this.requireJournal().append(entry.id, destination, record, record.state !== 'sending');
+      await this.requireJournal().append(entry.id, destination, record, durable);
     } catch (error) {
       const previous = entry.deliveries[destination];
       if (previous?.state === 'sending') previous.state = 'queued';

@@ -108,6 +108,8 @@ export type FakeBehaviour =
   | { kind: 'abort-after-bytes'; bytes: number }
   /** Responds with success to the first `responses` C-STOREs over the fake's lifetime, then sends A-ABORT right after the last response. */
   | { kind: 'abort-after-responses'; responses: number }
+  /** Sends A-ABORT right after accepting the association. */
+  | { kind: 'abort-after-accept' }
   /** Accepts the association but no presentation context. */
   | { kind: 'reject-contexts' }
   | { kind: 'reset-during-data' }
@@ -168,6 +170,7 @@ export async function startFakeScp(behaviour: FakeBehaviour, port = 0): Promise<
       state.associations += 1;
       this.sendAssociationAccept();
       if (behaviour.kind === 'stop-reading') this.socket.pause();
+      if (behaviour.kind === 'abort-after-accept') setImmediate(() => this.abortAssociation());
     }
 
     override createStoreWritableStream(...args: Parameters<DimseScp['createStoreWritableStream']>): ReturnType<DimseScp['createStoreWritableStream']> {

@@ -7,7 +7,7 @@ import type { StoreObject } from '../../src/pacs/store-scu.js';
 import type { DestinationConfig } from '../../src/profile/schema.js';
 import { destinationFor, makeJpegObject, makeUncompressedObject, memoryLogger, MemoryQueue, patientMarkers, storeObjectFromFile } from './fixtures.js';
 import { freePort } from '../helpers/ports.js';
-import { startFakeScp, startStorescp } from './peers.js';
+import { startFakeScp, startSilentServer, startStorescp } from './peers.js';
 
 const callingAeTitle = 'ENDOCAP';
 
@@ -300,6 +300,44 @@ t.test('sender stop aborts a stalled association', async (t) => {
     willRetry: true,
   });
   t.equal(queue.state('obj-a', destination.name), 'queued', 'the object stays queued for the next start');
+});
+
+t.test('unsent batch still backs off', async (t) => {
+  // A fake aborts each association as soon as it accepted it, so no object ever goes out.
+  const fake = await startFakeScp({ kind: 'abort-after-accept' });
+  t.teardown(() => fake.stop());
+  const queue = new MemoryQueue();
+  const destination = destinationFor(fake.port, { retry: { initialMs: 200, maxMs: 60_000, multiplier: 2 } });
+  for (const object of objects) queue.add(object, [destination.name]);
+  const { sender, events } = startSender(t, destination, queue);
+
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  await sender.stop();
+  // Backoff waits of about 200, 400 and 800 ms (jitter included) leave room for four associations in a second.
+  t.ok(fake.associations >= 1 && fake.associations <= 5, `${fake.associations} associations in one second`);
+  t.equal(fake.received, 0, 'no object arrived');
+  t.notOk(events.some((event) => event.name === 'storeFailed'), 'no failure reported for objects never sent');
+  for (const object of objects) t.equal(queue.entries.get(object.id)?.entry.deliveries[destination.name]?.attempts, 0, `${object.id}: no attempt counted`);
+});
+
+t.test('stop during negotiation counts no attempt', async (t) => {
+  // A server that takes the connection and never answers the A-ASSOCIATE-RQ.
+  const silent = await startSilentServer();
+  t.teardown(() => silent.stop());
+  const queue = new MemoryQueue();
+  const destination = destinationFor(silent.port, { associationTimeoutMs: 60_000 });
+  for (const object of objects) queue.add(object, [destination.name]);
+  const { sender, events } = startSender(t, destination, queue, { stopGraceMs: 200 });
+
+  await waitUntil(() => queue.state('obj-a', destination.name) === 'sending', 'the batch to be taken');
+  await sender.stop();
+  t.same(
+    queue.calls.map((call) => call.kind),
+    ['unsent', 'unsent', 'unsent'],
+    'every object went back unsent',
+  );
+  t.notOk(events.some((event) => event.name === 'storeFailed'), 'no failure reported');
+  t.same(objects.map((object) => queue.state(object.id, destination.name)), ['queued', 'queued', 'queued']);
 });
 
 t.test('sender stop while idle returns', async (t) => {

@@ -494,7 +494,7 @@ t.test('store-scu stops waiting for a read that hangs once the association is ab
   });
   const results = await storing;
   t.same(results.map((result) => [result.id, result.outcome]), [['first', 'stored'], ['hanging', 'transient']]);
-  t.equal(results[1]?.reason, `not sent: association with 127.0.0.1:${port} ended while the object was read`);
+  t.equal(results[1]?.reason, `not sent: association with 127.0.0.1:${port} ended before the object was sent`);
 });
 
 t.test('read-ahead depth by object size', async (t) => {

@@ -93,6 +93,29 @@ t.test('read thread batches one turn of reads', async (t) => {
   t.equal(messages, 4, 'reads asked for one after another go one by one');
 });
 
+t.test('blocked read holds back only later reads', async (t) => {
+  const directory = await tempFolder(t);
+  const first = path.join(directory, 'first.dcm');
+  const last = path.join(directory, 'last.dcm');
+  await writeFile(first, Buffer.alloc(100, 1));
+  await writeFile(last, Buffer.alloc(300, 3));
+  const fifo = path.join(directory, 'stalled.dcm');
+  await makeFifo(fifo);
+  const reader = new FileReadThread();
+  t.teardown(() => reader.close());
+
+  // One message with three reads; the FIFO's open blocks until a writer comes.
+  const reads = [first, fifo, last].map((file) => reader.read(file, sharedBuffer(1000, 0)));
+  const settled: string[] = [];
+  reads.forEach((read, index) => void read.then(() => settled.push(['first', 'stalled', 'last'][index] as string)));
+  t.equal(await reads[0], 100, 'the read before the blocked one came back');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.same(settled, ['first'], 'the blocked read and the one after it wait');
+
+  await releaseFifo(fifo);
+  t.same(await Promise.all(reads), [100, 0, 300], 'the rest once the FIFO has a writer');
+});
+
 t.test('read thread reports the error of a file it cannot read', async (t) => {
   const directory = await tempFolder(t);
   const reader = new FileReadThread();

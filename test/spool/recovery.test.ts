@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -162,4 +162,53 @@ t.test('recovery skips a FIFO object file', async (t) => {
   t.same(report.unreadableObjects, [fifoId], 'reported as unreadable');
   t.same(spool.list().map((e) => e.id), [entry?.id], 'the regular object is recovered');
   t.ok((await readdir(objects)).includes(`${fifoId}.dcm`), 'left in place');
+});
+
+t.test('object left in place keeps its deliveries', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const [entry] = await seed(directory, 1);
+  const id = entry?.id ?? '';
+  const first = await openSpool(directory);
+  await first.spool.markSending([id], 'a');
+  await first.spool.markStored(id, 'a', 0);
+  await first.spool.close();
+
+  // An operator moved the file out and linked it back: the spool must not read it, nor forget it.
+  const objectFile = path.join(objects, `${id}.dcm`);
+  const outside = path.join(directory, 'moved-out.dcm');
+  await rename(objectFile, outside);
+  await symlink(outside, objectFile);
+  const linked = await openSpool(directory);
+  t.same(linked.report.unreadableObjects, [id], 'the link is reported as unreadable');
+  t.equal(linked.report.orphanStatesRemoved, 0, 'its state file is not taken for an orphan');
+  t.ok((await readdir(objects)).includes(`${id}.json`), 'the state file stays');
+  await linked.spool.close();
+
+  await unlink(objectFile);
+  await rename(outside, objectFile);
+  const { spool } = await openSpool(directory);
+  t.teardown(() => spool.close());
+  t.equal(spool.get(id)?.deliveries.a?.state, 'stored', 'the delivery recorded before is kept');
+  t.equal(spool.get(id)?.deliveries.b?.state, 'queued');
+  t.same(spool.pending('a'), [], 'nothing to send again to a');
+});
+
+t.test('folder named like a state file', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const [entry] = await seed(directory, 1);
+  const id = entry?.id ?? '';
+  const stateName = path.join(objects, `${id}.json`);
+  await unlink(stateName);
+  await mkdir(stateName);
+
+  const first = await openSpool(directory);
+  t.same(first.spool.list().map((e) => e.id), [id], 'the object is recovered');
+  await first.spool.markSending([id], 'a');
+  await first.spool.markStored(id, 'a', 0);
+  await first.spool.close();
+
+  const { spool } = await openSpool(directory);
+  t.teardown(() => spool.close());
+  t.equal(spool.get(id)?.deliveries.a?.state, 'stored', 'the journal holds the record');
+  t.ok((await stat(stateName)).isDirectory(), 'the folder is left as it was');
 });
