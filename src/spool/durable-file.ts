@@ -42,14 +42,22 @@ export async function writeFileDurably(target: string, data: Buffer | string, op
   if (options.syncFolder ?? true) await syncDirectory(path.dirname(target));
 }
 
-/** Removes files and then flushes their folder unless `syncFolder` is false; files already gone are skipped. */
-export async function removeFilesDurably(directory: string, names: string[], options: { syncFolder?: boolean } = {}): Promise<void> {
+/**
+ * Removes files and then flushes their folder unless `syncFolder` is false.
+ * Files already gone are skipped, and so are folders of those names: the
+ * names of the folders left are returned.
+ */
+export async function removeFilesDurably(directory: string, names: string[], options: { syncFolder?: boolean } = {}): Promise<string[]> {
+  const folders: string[] = [];
   for (const name of names) {
     try {
       await unlink(path.join(directory, name));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      const { code } = error as NodeJS.ErrnoException;
+      if (code === 'EISDIR') folders.push(name);
+      else if (code !== 'ENOENT') throw error;
     }
   }
   if (options.syncFolder ?? true) await syncDirectory(directory);
+  return folders;
 }

@@ -125,11 +125,14 @@ export class ObjectFiles {
    * a power cut may bring both files back.
    */
   async remove(id: string, options: { syncFolder?: boolean } = {}): Promise<void> {
+    let folders: string[];
     try {
-      await removeFilesDurably(this.directory, [id + OBJECT_SUFFIX, id + STATE_SUFFIX], options);
+      folders = await removeFilesDurably(this.directory, [id + OBJECT_SUFFIX, id + STATE_SUFFIX], options);
     } catch (error) {
       throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, `failed to remove object ${id}: ${errorMessage(error)}`, { cause: error, retryable: true });
     }
+    // A folder under a spool file's name is nothing the spool wrote: it stays for an operator.
+    for (const file of folders) this.log.warn({ objectId: id, file }, 'spool file is not a regular file, left in place');
   }
 
   private async closeAfterFailure(id: string, handle: FileHandle): Promise<void> {

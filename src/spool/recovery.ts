@@ -149,7 +149,9 @@ async function recoverEntry(id: string, hasState: boolean, stateWritable: boolea
       report.unreadableObjects.push(id);
       return undefined;
     }
-    log.warn({ objectId: id, hadState: hasState }, 'spool state rebuilt, object queued for every destination');
+    const journalRecords = options.journal?.get(id)?.size ?? 0;
+    const message = journalRecords > 0 ? 'spool state rebuilt from the object and the delivery journal' : 'spool state rebuilt, object queued for every destination';
+    log.warn({ objectId: id, hadState: hasState, journalRecords }, message);
     report.statesRebuilt += 1;
     changed = true;
   }

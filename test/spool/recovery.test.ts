@@ -212,3 +212,21 @@ t.test('folder named like a state file', async (t) => {
   t.equal(spool.get(id)?.deliveries.a?.state, 'stored', 'the journal holds the record');
   t.ok((await stat(stateName)).isDirectory(), 'the folder is left as it was');
 });
+
+t.test('delivered object beside a state folder', async (t) => {
+  const { directory, objects } = await tempDirectory(t);
+  const [entry] = await seed(directory, 1, ['a']);
+  const id = entry?.id ?? '';
+  const stateName = path.join(objects, `${id}.json`);
+  await unlink(stateName);
+  await mkdir(stateName);
+
+  // Retention 0: the object is removed as soon as it is delivered.
+  const spool = new Spool({ directory, destinations: plain('a'), log: createLogger('silent'), retentionHours: 0 });
+  await spool.open();
+  t.teardown(() => spool.close());
+  await spool.markSending([id], 'a');
+  await spool.markStored(id, 'a', 0);
+  t.same(spool.list(), [], 'the delivered object left the spool');
+  t.same(await readdir(objects), [`${id}.json`], 'its file is removed and the folder left');
+});
