@@ -60,8 +60,7 @@ function readThreadMain(): void {
         }
       }
       const failure = error as NodeJS.ErrnoException;
-      const code = failure.code;
-      return { sequence: request.sequence, error: code === undefined ? { message: String(failure.message ?? failure) } : { message: String(failure.message), code } };
+      return { sequence: request.sequence, error: { message: String(failure.message ?? failure), code: failure.code } };
     }
   }
 }
@@ -99,7 +98,7 @@ export function isShared(buffer: Buffer): boolean {
 export class FileReadThread {
   private worker: Worker | undefined;
   private readonly waiting = new Map<number, WaitingRead>();
-  /** Reads asked for in this turn of the event loop, posted together at its end. */
+  /** Reads requested in this turn of the event loop, posted together at its end. */
   private outgoing: ReadRequest[] = [];
   private sequence = 0;
   private closed = false;
@@ -109,7 +108,7 @@ export class FileReadThread {
    * whose memory must be shared (`isShared`), and resolves to the number of
    * bytes read: fewer when the file is shorter. Until then the thread may
    * write into `into`; a caller that gives up on a read must not reuse it.
-   * Reads asked for together, before the caller next waits, go to the
+   * Reads requested together, before the caller next waits, go to the
    * thread in one message: a trip between threads costs more CPU time than
    * reading a still from the page cache.
    */
@@ -128,7 +127,7 @@ export class FileReadThread {
     });
   }
 
-  /** Posts the reads asked for so far to `worker`, unless it stopped meanwhile: their promises were rejected then. */
+  /** Posts the reads requested so far to `worker`, unless it stopped meanwhile: their promises were rejected then. */
   private post(worker: Worker): void {
     const requests = this.outgoing;
     this.outgoing = [];

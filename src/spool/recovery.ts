@@ -50,7 +50,7 @@ export interface RecoveryOptions {
  * no complete object: removing delivered ones is left to the spool's retention.
  * Returns the entries sorted by id and every id seen on disk.
  */
-export async function recoverSpool(options: RecoveryOptions): Promise<{ entries: SpoolEntry[]; report: RecoveryReport; seenIds: string[]; unsavedStates: string[] }> {
+export async function recoverSpool(options: RecoveryOptions): Promise<{ entries: SpoolEntry[]; report: RecoveryReport; seenIds: string[]; unsavedStates: Set<string> }> {
   const { directory, log } = options;
   const report: RecoveryReport = {
     objects: 0,
@@ -108,12 +108,12 @@ export async function recoverSpool(options: RecoveryOptions): Promise<{ entries:
 
   const entries: SpoolEntry[] = [];
   const unconfigured = new Set<string>();
-  const unsavedStates: string[] = [];
+  const unsavedStates = new Set<string>();
   for (const id of [...objectIds].sort()) {
     const stateWritable = !irregularStateIds.has(id);
     const entry = await recoverEntry(id, stateIds.has(id), stateWritable, options, report);
     if (entry === undefined) continue;
-    if (!stateWritable) unsavedStates.push(id);
+    if (!stateWritable) unsavedStates.add(id);
     for (const name of Object.keys(entry.deliveries)) {
       if (!options.destinations.includes(name)) unconfigured.add(name);
     }

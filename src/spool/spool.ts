@@ -165,7 +165,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
         isLive: (id) => this.entries.has(id) || this.leftInPlace.has(id),
         beforeCompaction: () => syncDirectory(this.files.directory),
       });
-      const journalRecords = recordsOf(entries.filter((entry) => journal.records.has(entry.id) || unsavedStates.includes(entry.id)));
+      const journalRecords = recordsOf(entries.filter((entry) => journal.records.has(entry.id) || unsavedStates.has(entry.id)));
       for (const id of this.leftInPlace) {
         const records = journal.records.get(id);
         if (records !== undefined) journalRecords.set(id, records);

@@ -498,7 +498,7 @@ t.test('store-scu stops waiting for a read that hangs once the association is ab
 });
 
 t.test('read-ahead depth by object size', async (t) => {
-  // A fake that never answers holds the first object in flight, so the reads
+  // A fake that never responds holds the first object in flight, so the reads
   // started meanwhile are those read ahead.
   const fake = await startFakeScp({ kind: 'never-answer' });
   t.teardown(() => fake.stop());
@@ -507,7 +507,7 @@ t.test('read-ahead depth by object size', async (t) => {
     let reads = 0;
     const objects: LazyStoreObject[] = [1, 2, 3, 4, 5].map((index) => ({
       ...readingInto(smallJpeg, `obj-${index}`, []),
-      // The recorded size decides how far ahead an object is read; the bytes read are the small still's.
+      // The recorded size decides how far ahead an object is read. The bytes read are the small still's.
       bytes,
       read: async () => {
         reads += 1;

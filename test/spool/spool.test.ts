@@ -244,7 +244,7 @@ t.test('unsent object keeps its attempts', async (t) => {
   await spool.markUnsent(id, 'a');
   t.equal(spool.get(id)?.deliveries.a?.attempts, 1, 'an object not being sent is left as it is');
 
-  // 'sending' read back after a restart counts an attempt; an unsent object must not.
+  // After a restart, 'sending' reads back with one attempt more. An unsent object must not.
   await spool.close();
   const reopened = new Spool({ directory, destinations: plain('a'), log: createLogger('silent') });
   const report = await reopened.open();
