@@ -83,6 +83,8 @@ t.test('sender delivers queued objects in batches', async (t) => {
   t.same(objects.map((object) => queue.state(object.id, destination.name)), ['stored', 'stored', 'stored']);
   t.same(events.filter((event) => event.name === 'linkChanged').map((event) => event.payload), [{ destination: destination.name, up: true }]);
   t.equal((await readdir(directory)).length, 3, 'storescp wrote three files');
+  // An association logs its end after its last object's event.
+  await waitUntil(() => associationSizes(lines()).length >= 1, 'the association to end');
   t.same(associationSizes(lines()), [3], 'one association took both batches while the queue had objects');
   t.same(sender.status(), { destination: destination.name, lastResult: 'stored', consecutiveFailures: 0 });
   for (const marker of patientMarkers) t.notOk(lines().includes(marker), `log contains no ${marker}`);
@@ -97,6 +99,7 @@ t.test('sender ends an association at its object limit', async (t) => {
   const setup = await senderToStorescp(t, 'limit', { batchSize: 1, objectsPerAssociation: 2 });
   await deliver(setup, objects);
   const { directory, lines } = setup;
+  await waitUntil(() => associationSizes(lines()).length >= 2, 'both associations to end');
   t.same(associationSizes(lines()), [2, 1], 'two objects, then a new association for the third');
   t.equal((await readdir(directory)).length, 3, 'storescp wrote three files');
 });
@@ -115,6 +118,7 @@ t.test('sender opens a new association for an object the open one cannot carry',
     ['obj-a', 'obj-explicit', 'obj-c'],
     'stored oldest first',
   );
+  await waitUntil(() => associationSizes(lines()).length >= 3, 'three associations to end');
   t.same(associationSizes(lines()), [1, 1, 1], 'one association per run of objects it can carry');
   t.notOk(lines().includes('no acceptable presentation context'), 'no object was offered to an association without its context');
 });
@@ -208,6 +212,8 @@ t.test('sender retries until storescp starts', async (t) => {
   await waitUntil(() => events.some((event) => event.name === 'objectStored'), 'objectStored after the peer started');
   t.equal(queue.state('obj-a', destination.name), 'stored');
   t.same(events.filter((event) => event.name === 'linkChanged').at(-1)?.payload, { destination: destination.name, up: true });
+  // The sender resets its backoff once the batch ended, which may come after the event.
+  await waitUntil(() => sender.status().consecutiveFailures === 0, 'the backoff to be reset');
   t.equal(sender.status().consecutiveFailures, 0, 'backoff reset after the success');
   t.equal(sender.status().nextAttemptAt, undefined);
 });
@@ -303,10 +309,17 @@ t.test('sender stop aborts a stalled association', async (t) => {
 });
 
 t.test('unsent batch still backs off', async (t) => {
-  // A fake aborts each association as soon as it accepted it, so no object ever goes out.
+  // A fake aborts each association as soon as it accepted it. Reads take
+  // 200 ms, as from a slow disk, so the abort always comes before the first
+  // object could go out.
   const fake = await startFakeScp({ kind: 'abort-after-accept' });
   t.teardown(() => fake.stop());
   const queue = new MemoryQueue();
+  const readObject = queue.read.bind(queue);
+  queue.read = async (id: string) => {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return readObject(id);
+  };
   const destination = destinationFor(fake.port, { retry: { initialMs: 200, maxMs: 60_000, multiplier: 2 } });
   for (const object of objects) queue.add(object, [destination.name]);
   const { sender, events } = startSender(t, destination, queue);
@@ -321,7 +334,7 @@ t.test('unsent batch still backs off', async (t) => {
 });
 
 t.test('stop during negotiation counts no attempt', async (t) => {
-  // A server that takes the connection and never answers the A-ASSOCIATE-RQ.
+  // A server that takes the connection and never responds to the A-ASSOCIATE-RQ.
   const silent = await startSilentServer();
   t.teardown(() => silent.stop());
   const queue = new MemoryQueue();
