@@ -51,37 +51,40 @@ export interface CommandElement {
   value: string | number;
 }
 
-function encodeValue(vr: CommandVr, value: string | number): Buffer {
-  if (vr === 'US' || vr === 'UL') {
-    const bytes = Buffer.alloc(vr === 'US' ? 2 : 4);
-    if (vr === 'US') bytes.writeUInt16LE(Number(value), 0);
-    else bytes.writeUInt32LE(Number(value), 0);
-    return bytes;
-  }
-  const text = String(value);
-  // UI pads with NUL, text VRs with a space, to an even length (PS3.5 6.2).
-  const padded = text.length % 2 === 0 ? text : text + (vr === 'UI' ? '\0' : ' ');
-  return Buffer.from(padded, 'latin1');
+/** Length of an element's value as encoded: text padded to an even length (PS3.5 6.2). */
+function valueLength(element: CommandElement): number {
+  if (element.vr === 'US') return 2;
+  if (element.vr === 'UL') return 4;
+  const length = Buffer.byteLength(String(element.value), 'latin1');
+  return length + (length % 2);
 }
 
 /** Encodes a command set; adds CommandGroupLength and sorts the elements by tag. */
 export function encodeCommand(elements: CommandElement[]): Buffer {
   const sorted = [...elements].sort((a, b) => a.tag - b.tag);
-  const parts: Buffer[] = [];
   let groupLength = 0;
+  for (const element of sorted) groupLength += 8 + valueLength(element);
+  const bytes = Buffer.allocUnsafe(12 + groupLength);
+  bytes.writeUInt32LE(0, 0);
+  bytes.writeUInt32LE(4, 4);
+  bytes.writeUInt32LE(groupLength, 8);
+  let offset = 12;
   for (const element of sorted) {
-    const value = encodeValue(element.vr, element.value);
-    const header = Buffer.alloc(8);
-    header.writeUInt16LE(element.tag >>> 16, 0);
-    header.writeUInt16LE(element.tag & 0xffff, 2);
-    header.writeUInt32LE(value.length, 4);
-    parts.push(header, value);
-    groupLength += 8 + value.length;
+    const length = valueLength(element);
+    bytes.writeUInt16LE(element.tag >>> 16, offset);
+    bytes.writeUInt16LE(element.tag & 0xffff, offset + 2);
+    bytes.writeUInt32LE(length, offset + 4);
+    offset += 8;
+    if (element.vr === 'US') bytes.writeUInt16LE(Number(element.value), offset);
+    else if (element.vr === 'UL') bytes.writeUInt32LE(Number(element.value), offset);
+    else {
+      const written = bytes.write(String(element.value), offset, 'latin1');
+      // UI pads with NUL, text VRs with a space.
+      if (written < length) bytes[offset + written] = element.vr === 'UI' ? 0x00 : 0x20;
+    }
+    offset += length;
   }
-  const lengthElement = Buffer.alloc(12);
-  lengthElement.writeUInt32LE(4, 4);
-  lengthElement.writeUInt32LE(groupLength, 8);
-  return Buffer.concat([lengthElement, ...parts]);
+  return bytes;
 }
 
 /** A decoded command set; values are kept as bytes and read by VR on request. */

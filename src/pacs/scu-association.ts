@@ -53,6 +53,22 @@ interface InFlight {
   writing: boolean;
 }
 
+/** A request checked against the accepted contexts, encoded and laid out in PDUs. */
+interface PreparedRequest {
+  messageId: number;
+  /** The PDUs to write, from planMessage(). */
+  batches: Buffer[][];
+  options: SendOptions;
+}
+
+/** A request queued by sendAfterSuccess(). */
+export interface QueuedRequest {
+  /** `waiting` until the request before it ends, then `sent`, or `dropped` when that one did not succeed or the association ended. */
+  readonly state: 'waiting' | 'sent' | 'dropped';
+  /** The final response once sent, as from send(). Rejects when the request was dropped. */
+  readonly response: Promise<DimseResponse>;
+}
+
 /**
  * One association opened by this box as Service Class User, implemented on
  * the DICOM Upper Layer directly (PS3.8). Nagle's algorithm is off, TLS is
@@ -80,11 +96,16 @@ export class ScuAssociation {
   private releasing = false;
   private messageId = 0;
   private inFlight: InFlight | undefined;
+  /** The request to send when the one in flight (`after`) succeeds. */
+  private queued: { after: number; go: () => void; drop: () => void } | undefined;
   /** Rejects the operation in progress other than a request: open or release. */
   private waiter: ((error: EndocapError) => void) | undefined;
   private onAccepted: (() => void) | undefined;
   private onReleased: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
+  /** Makes the error of the time limit running; undefined while none runs. */
+  private onTimeout: (() => EndocapError) | undefined;
 
   private constructor(options: OpenAssociationOptions) {
     this.options = options;
@@ -170,39 +191,87 @@ export class ScuAssociation {
       return Promise.reject(new EndocapError(ErrorCodes.PACS_ABORTED, `${options.label} not sent: the association with ${this.where} is not open`, { retryable: true }));
     }
     if (this.inFlight) throw new Error('ScuAssociation.send called while another request is in flight');
+    let prepared: PreparedRequest;
+    try {
+      prepared = this.prepare(request, options, (this.messageId % 0xffff) + 1);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<DimseResponse>((resolve, reject) => this.dispatch(prepared, resolve, reject));
+  }
 
+  /**
+   * Queues a request to go out as soon as the request in flight gets a final
+   * response with status Success (0000), in the same turn of the event loop and
+   * before that response is passed on. So the peer waits for no other work of
+   * this process between the two. Returns undefined, queuing nothing, when no
+   * request is in flight, one is queued already, or the association is not
+   * usable. Throws like send() for a request no accepted context can carry.
+   */
+  sendAfterSuccess(request: DimseRequest, options: SendOptions): QueuedRequest | undefined {
+    const current = this.inFlight;
+    if (current === undefined || this.queued !== undefined || !this.usable) return undefined;
+    const prepared = this.prepare(request, options, (current.messageId % 0xffff) + 1);
+    let resolve!: (response: DimseResponse) => void;
+    let reject!: (error: EndocapError) => void;
+    const response = new Promise<DimseResponse>((resolveResponse, rejectResponse) => {
+      resolve = resolveResponse;
+      reject = rejectResponse;
+    });
+    // A dropped request's rejection is expected; the caller reads `state` first.
+    response.catch(() => undefined);
+    const queued: QueuedRequest & { state: QueuedRequest['state'] } = { state: 'waiting', response };
+    this.queued = {
+      after: current.messageId,
+      go: () => {
+        queued.state = 'sent';
+        this.dispatch(prepared, resolve, reject);
+      },
+      drop: () => {
+        queued.state = 'dropped';
+        reject(new EndocapError(ErrorCodes.PACS_ABORTED, `${options.label} not sent: the request before it did not succeed`, { retryable: true }));
+      },
+    };
+    return queued;
+  }
+
+  /** Checks the request against the accepted contexts, encodes its command with `messageId` and lays out its PDUs. */
+  private prepare(request: DimseRequest, options: SendOptions, messageId: number): PreparedRequest {
     const context = this.accepted.find((candidate) => {
       if (candidate.abstractSyntaxUid !== request.abstractSyntaxUid) return false;
       return request.transferSyntaxUid === undefined || candidate.transferSyntaxUid === request.transferSyntaxUid;
     });
     if (!context) {
       const syntax = request.transferSyntaxUid === undefined ? '' : ` in transfer syntax ${request.transferSyntaxUid}`;
-      return Promise.reject(
-        new EndocapError(ErrorCodes.PACS_NO_PRESENTATION_CONTEXT, `${options.label} not sent: ${this.where} accepted no presentation context for ${request.abstractSyntaxUid}${syntax}`),
-      );
+      throw new EndocapError(ErrorCodes.PACS_NO_PRESENTATION_CONTEXT, `${options.label} not sent: ${this.where} accepted no presentation context for ${request.abstractSyntaxUid}${syntax}`);
     }
-
-    this.messageId = (this.messageId % 0xffff) + 1;
-    const messageId = this.messageId;
     const command = encodeCommand([...request.command, { tag: CommandTag.MessageId, vr: 'US', value: messageId }]);
-    return new Promise<DimseResponse>((resolve, reject) => {
-      this.inFlight = { messageId, options, resolve, reject, writing: true };
-      this.startTimer(options.timeoutMs, () => this.noResponseError(options));
-      this.writeMessage(context.id, command, request.dataset, options).then(
-        () => this.finishWriting(messageId),
-        (error: unknown) => this.fail(error instanceof EndocapError ? error : this.protocolError(error)),
-      );
-    });
+    return { messageId, batches: this.planMessage(context.id, command, request.dataset), options };
+  }
+
+  /** Puts a prepared request in flight and starts writing it. */
+  private dispatch(prepared: PreparedRequest, resolve: (response: DimseResponse) => void, reject: (error: EndocapError) => void): void {
+    const { messageId, options } = prepared;
+    this.messageId = messageId;
+    this.inFlight = { messageId, options, resolve, reject, writing: true };
+    this.startTimer(options.timeoutMs, () => this.noResponseError(options));
+    this.writeMessage(prepared.batches, options).then(
+      () => this.finishWriting(messageId),
+      (error: unknown) => this.fail(error instanceof EndocapError ? error : this.protocolError(error)),
+    );
   }
 
   /** Releases the association, or aborts it when the peer does not confirm in time. Never rejects. */
   async release(timeoutMs: number): Promise<void> {
     if (this.failure || !this.established) return;
     this.releasing = true;
+    const queued = this.queued;
+    this.queued = undefined;
+    queued?.drop();
     await new Promise<void>((resolve) => {
       this.waiter = () => resolve();
       this.onReleased = () => {
-        this.clearTimer();
+        this.disposeTimer();
         this.waiter = undefined;
         this.failure = new EndocapError(ErrorCodes.PACS_ABORTED, 'association released', { retryable: true });
         this.closed.abort();
@@ -242,44 +311,58 @@ export class ScuAssociation {
   }
 
   /**
-   * Writes the command and the data set as P-DATA-TF PDUs of at most the
-   * peer's maximum length. Each PDU is a 12-byte header and a view into
-   * `dataset`. Writes are corked into batches and wait for the socket to drain
-   * between batches, which keeps memory bounded and restarts the time limit.
-   * Resolves once the socket has written the last byte.
+   * Lays out the command and the data set as P-DATA-TF PDUs of at most the
+   * peer's maximum length: each PDU is a 12-byte header and a view into the
+   * command or `dataset`, in batches of about `writeBatchBytes`.
    */
-  private async writeMessage(contextId: number, command: Buffer, dataset: Buffer | undefined, options: SendOptions): Promise<void> {
+  private planMessage(contextId: number, command: Buffer, dataset: Buffer | undefined): Buffer[][] {
     const pduLength = this.peerMaxPduLength === 0 ? maxSendPduLength : Math.min(this.peerMaxPduLength, maxSendPduLength);
     const fragmentLength = pduLength - pdvHeaderLength;
     const parts: Array<{ bytes: Buffer; command: boolean }> = [{ bytes: command, command: true }];
     if (dataset) parts.push({ bytes: dataset, command: false });
-
+    const batches: Buffer[][] = [];
+    let batch: Buffer[] = [];
     let queued = 0;
-    let written: Promise<void> | undefined;
-    this.socket.cork();
-    try {
-      for (const part of parts) {
-        for (let offset = 0; offset < part.bytes.length || offset === 0; offset += fragmentLength) {
-          if (this.failure) throw this.failure;
-          const fragment = part.bytes.subarray(offset, offset + fragmentLength);
-          const last = offset + fragmentLength >= part.bytes.length;
-          this.socket.write(pDataHeader(contextId, part.command, last, fragment.length));
-          if (last && part === parts.at(-1)) {
-            // Called once the socket handed every byte to the kernel, or dropped them when destroyed.
-            written = new Promise((resolve) => this.socket.write(fragment, () => resolve()));
-          } else {
-            this.socket.write(fragment);
-          }
-          queued += fragment.length;
-          if (queued < writeBatchBytes) continue;
-          queued = 0;
-          this.socket.uncork();
-          if (this.socket.writableNeedDrain) await this.drained(options);
-          this.socket.cork();
-        }
+    for (const part of parts) {
+      for (let offset = 0; offset < part.bytes.length || offset === 0; offset += fragmentLength) {
+        const fragment = part.bytes.subarray(offset, offset + fragmentLength);
+        const last = offset + fragmentLength >= part.bytes.length;
+        batch.push(pDataHeader(contextId, part.command, last, fragment.length), fragment);
+        queued += fragment.length;
+        if (queued < writeBatchBytes) continue;
+        batches.push(batch);
+        batch = [];
+        queued = 0;
       }
-    } finally {
-      this.socket.uncork();
+    }
+    if (batch.length > 0) batches.push(batch);
+    return batches;
+  }
+
+  /**
+   * Writes a message laid out by planMessage(). Each batch is corked into one
+   * write, and the next one waits for the socket to drain, which keeps memory
+   * bounded and restarts the time limit. Resolves once the socket has written
+   * the last byte.
+   */
+  private async writeMessage(batches: Buffer[][], options: SendOptions): Promise<void> {
+    let written: Promise<void> | undefined;
+    for (const [index, batch] of batches.entries()) {
+      if (index > 0 && this.socket.writableNeedDrain) await this.drained(options);
+      if (this.failure) throw this.failure;
+      const last = batch.length - 1;
+      this.socket.cork();
+      try {
+        for (let position = 0; position < last; position += 1) this.socket.write(batch[position] as Buffer);
+        if (index === batches.length - 1) {
+          // Called once the socket handed every byte to the kernel, or dropped them when destroyed.
+          written = new Promise((resolve) => this.socket.write(batch[last] as Buffer, () => resolve()));
+        } else {
+          this.socket.write(batch[last] as Buffer);
+        }
+      } finally {
+        this.socket.uncork();
+      }
     }
     // The request completes only after this, so a caller may reuse the data set's buffer once it has the response.
     await written;
@@ -311,6 +394,12 @@ export class ScuAssociation {
   private complete(request: InFlight, response: DimseResponse): void {
     this.clearTimer();
     this.inFlight = undefined;
+    const queued = this.queued;
+    this.queued = undefined;
+    if (queued !== undefined) {
+      if (response.status === 0x0000 && queued.after === request.messageId && this.usable) queued.go();
+      else queued.drop();
+    }
     request.resolve(response);
   }
 
@@ -460,12 +549,15 @@ export class ScuAssociation {
   private fail(error: EndocapError, sendAbort = true): void {
     if (this.failure) return;
     this.failure = error;
-    this.clearTimer();
+    this.disposeTimer();
     this.closed.abort();
     const waiter = this.waiter;
     const request = this.inFlight;
+    const queued = this.queued;
     this.waiter = undefined;
     this.inFlight = undefined;
+    this.queued = undefined;
+    queued?.drop();
     if (!this.releasing) this.log.debug({ where: this.where, code: error.code, reason: error.message }, 'association failed');
 
     if (sendAbort && this.established && !this.socket.destroyed && this.socket.writable) {
@@ -479,16 +571,37 @@ export class ScuAssociation {
     request?.reject(error);
   }
 
+  /**
+   * Starts the association's one time limit, in place of the one running.
+   * While the limit stays the same, as for each request of a batch, the same
+   * timer is restarted: cheaper than a new one per request.
+   */
   private startTimer(ms: number, makeError: () => EndocapError): void {
-    this.clearTimer();
+    this.onTimeout = makeError;
+    if (this.timer !== undefined && this.timerMs === ms) {
+      this.timer.refresh();
+      this.timer.ref();
+      return;
+    }
+    this.disposeTimer();
+    this.onTimeout = makeError;
+    this.timerMs = ms;
     this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.fail(makeError());
+      const timedOut = this.onTimeout;
+      this.onTimeout = undefined;
+      if (timedOut !== undefined) this.fail(timedOut());
     }, ms);
   }
 
+  /** Stops the time limit. The timer stays for the next request, and keeps the process alive no longer. */
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.onTimeout = undefined;
+    this.timer?.unref();
+  }
+
+  private disposeTimer(): void {
+    this.onTimeout = undefined;
+    if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
   }
 }

@@ -8,7 +8,7 @@ import { READ_THREAD_STOPPED } from '../spool/file-read-thread.js';
 import { routeLibraryLog, verificationSopClassUid } from './dimse.js';
 import { VERIFICATION_CONTEXT } from './service-tables.js';
 import { cEchoRequest, cStoreRequest } from './dimse-command.js';
-import { ScuAssociation, type DimseResponse, type ProposedContext } from './scu-association.js';
+import { ScuAssociation, type DimseRequest, type DimseResponse, type ProposedContext, type QueuedRequest, type SendOptions } from './scu-association.js';
 import {
   BatchResults,
   MAX_SHARED_BUFFER_BYTES,
@@ -164,6 +164,7 @@ async function sendOverAssociation(
   const accepted = association.acceptedContexts();
   const canSend = (object: StoreObjectMetadata): boolean => chooseTransferSyntax(object, accepted) !== undefined;
   const buffers = new ReadBuffers();
+  const storeOptions = (object: StoreObjectMetadata): SendOptions => ({ timeoutMs: destination.requestTimeoutMs, label: `C-STORE of object ${object.id}` });
   // Gives back the buffer of an object that is not sent, once its read ended.
   const unsent = (load: Promise<LoadOutcome> | undefined): void => {
     void load?.then((outcome) => ('error' in outcome && readMayGoOn(outcome.error) ? buffers.drop(outcome.buffer) : buffers.give(outcome.buffer)));
@@ -200,11 +201,41 @@ async function sendOverAssociation(
     await results.set(object, result);
   };
 
+  // The next object is queued on the association while this one is in
+  // flight, once its read ended, and goes out from the association's own
+  // response handler when this one succeeds. Between a success and the next
+  // request, the peer then waits for no other work of this process: the
+  // result's bookkeeping, a journal write's completion, a garbage collection.
+  const queuedSends = new Map<number, { queued: QueuedRequest; transferSyntaxUid: string }>();
+  let turn = 0;
+  const queueFollowing = (current: number): void => {
+    const next = current + 1;
+    const item = items[next];
+    const loading = ahead.get(next);
+    if (item === undefined || loading === undefined) return;
+    void loading.then((outcome) => {
+      // Too late once this turn ended: the object then goes the usual way.
+      if (turn !== current || stopReason !== undefined || 'error' in outcome) return;
+      const transferSyntaxUid = chooseTransferSyntax(item.object, accepted);
+      if (transferSyntaxUid === undefined) return;
+      try {
+        const request = storeRequest(item.object, encodeDataset(item.object, outcome.dataset, transferSyntaxUid), transferSyntaxUid);
+        const queued = association.sendAfterSuccess(request, storeOptions(item.object));
+        if (queued !== undefined) queuedSends.set(next, { queued, transferSyntaxUid });
+      } catch {
+        // The object's own turn finds the same fault and reports it.
+      }
+    });
+  };
+
   for (let index = 0; index < items.length; index += 1) {
     const item = items[index] as BatchItem;
     const { id } = item.object;
+    turn = index;
     const loading = ahead.get(index);
     ahead.delete(index);
+    const early = queuedSends.get(index);
+    queuedSends.delete(index);
     // At the last item, more objects are asked for while it is sent, so that
     // taking them (a look at the queue and a journal write) is not in the way
     // between its response and the next request.
@@ -217,67 +248,80 @@ async function sendOverAssociation(
       if (taking !== undefined) exhausted = !(await taking);
       if (stopReason === undefined && !ahead.has(index + 1)) readAhead(index + 1);
     };
-    if (stopReason !== undefined || !loading) {
-      unsent(loading);
-      if (taking !== undefined) exhausted = !(await taking);
-      await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true, unsent: true });
-      continue;
-    }
-    const transferSyntaxUid = chooseTransferSyntax(item.object, accepted);
-    if (transferSyntaxUid === undefined) {
-      unsent(loading);
-      await readFollowing();
-      // Transient, so that the object stays queued and is retried with backoff.
-      // The peer's configuration may change (a PACS that learns H.264, another
-      // peer behind the same address), and an object set aside needs an operator.
-      const reason = `no acceptable presentation context: the peer accepted none for SOP class ${item.object.sopClassUid} in transfer syntax ${item.object.transferSyntaxUid}`;
-      log.warn({ objectId: id, transferSyntaxUid: item.object.transferSyntaxUid }, 'no acceptable presentation context for object');
-      await report(item.object, { id, outcome: 'transient', reason, associated: true, noContext: true });
-      continue;
-    }
 
-    // A read still under way: the result before it is passed on meanwhile,
-    // and a read that hangs (a stalled disk) must not hold the association
-    // after it ended, for example when the sender stops and aborts it.
-    let loaded = await Promise.race([loading, Promise.resolve(undefined)]);
-    if (loaded === undefined) {
-      await flush();
-      loaded = await Promise.race([loading, association.whenClosed().then(() => undefined)]);
-    }
-    // An association that ended before this object's turn (a peer that
-    // aborts right after accepting or after a response) never gets it.
-    if (loaded === undefined || !association.usable) {
-      unsent(loading);
-      stopReason = `not sent: association with ${destination.host}:${destination.port} ended before the object was sent`;
-      if (taking !== undefined) exhausted = !(await taking);
-      await report(item.object, { id, outcome: 'transient', reason: stopReason, associated: true, unsent: true });
-      continue;
-    }
-    let dataset: Buffer;
-    try {
-      if ('error' in loaded) throw loaded.error;
-      dataset = encodeDataset(item.object, loaded.dataset, transferSyntaxUid);
-    } catch (error) {
-      unsent(loading);
-      await readFollowing();
-      const failure = toEndocapError(error);
-      log.warn({ objectId: id, reason: failure.message }, 'object could not be prepared for sending');
-      await report(item.object, failureResult(id, failure, true));
-      continue;
-    }
-
-    const request = { abstractSyntaxUid: item.object.sopClassUid, transferSyntaxUid, command: cStoreRequest(item.object.sopClassUid, item.object.sopInstanceUid), dataset };
+    let loaded: LoadOutcome | undefined;
+    let transferSyntaxUid: string | undefined;
     let sending: Promise<{ response: DimseResponse } | { error: unknown }>;
-    try {
-      sending = association.send(request, { timeoutMs: destination.requestTimeoutMs, label: `C-STORE of object ${id}` }).then(
+    if (early?.queued.state === 'sent' && loading !== undefined) {
+      // Already on its way, sent when the object before it succeeded.
+      loaded = await loading;
+      transferSyntaxUid = early.transferSyntaxUid;
+      sending = early.queued.response.then(
         (response) => ({ response }),
         (error: unknown) => ({ error }),
       );
-    } catch (error) {
-      sending = Promise.resolve({ error });
+    } else {
+      if (stopReason !== undefined || !loading) {
+        unsent(loading);
+        if (taking !== undefined) exhausted = !(await taking);
+        await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true, unsent: true });
+        continue;
+      }
+      transferSyntaxUid = chooseTransferSyntax(item.object, accepted);
+      if (transferSyntaxUid === undefined) {
+        unsent(loading);
+        await readFollowing();
+        // Transient, so that the object stays queued and is retried with backoff.
+        // The peer's configuration may change (a PACS that learns H.264, another
+        // peer behind the same address), and an object set aside needs an operator.
+        const reason = `no acceptable presentation context: the peer accepted none for SOP class ${item.object.sopClassUid} in transfer syntax ${item.object.transferSyntaxUid}`;
+        log.warn({ objectId: id, transferSyntaxUid: item.object.transferSyntaxUid }, 'no acceptable presentation context for object');
+        await report(item.object, { id, outcome: 'transient', reason, associated: true, noContext: true });
+        continue;
+      }
+
+      // A read still under way: the result before it is passed on meanwhile,
+      // and a read that hangs (a stalled disk) must not hold the association
+      // after it ended, for example when the sender stops and aborts it.
+      loaded = await Promise.race([loading, Promise.resolve(undefined)]);
+      if (loaded === undefined) {
+        await flush();
+        loaded = await Promise.race([loading, association.whenClosed().then(() => undefined)]);
+      }
+      // An association that ended before this object's turn (a peer that
+      // aborts right after accepting or after a response) never gets it.
+      if (loaded === undefined || !association.usable) {
+        unsent(loading);
+        stopReason = `not sent: association with ${destination.host}:${destination.port} ended before the object was sent`;
+        if (taking !== undefined) exhausted = !(await taking);
+        await report(item.object, { id, outcome: 'transient', reason: stopReason, associated: true, unsent: true });
+        continue;
+      }
+      let dataset: Buffer;
+      try {
+        if ('error' in loaded) throw loaded.error;
+        dataset = encodeDataset(item.object, loaded.dataset, transferSyntaxUid);
+      } catch (error) {
+        unsent(loading);
+        await readFollowing();
+        const failure = toEndocapError(error);
+        log.warn({ objectId: id, reason: failure.message }, 'object could not be prepared for sending');
+        await report(item.object, failureResult(id, failure, true));
+        continue;
+      }
+
+      try {
+        sending = association.send(storeRequest(item.object, dataset, transferSyntaxUid), storeOptions(item.object)).then(
+          (response) => ({ response }),
+          (error: unknown) => ({ error }),
+        );
+      } catch (error) {
+        sending = Promise.resolve({ error });
+      }
     }
     await readFollowing();
     await flush();
+    queueFollowing(index);
     const answer = await sending;
     if ('error' in answer) {
       // The socket may still hold the data set until it closes.
@@ -302,6 +346,11 @@ async function sendOverAssociation(
 
   await flush();
   await association.release(destination.associationTimeoutMs);
+}
+
+/** Builds the C-STORE request of an object whose data set is encoded in `transferSyntaxUid`. */
+function storeRequest(object: StoreObjectMetadata, dataset: Buffer, transferSyntaxUid: string): DimseRequest {
+  return { abstractSyntaxUid: object.sopClassUid, transferSyntaxUid, command: cStoreRequest(object.sopClassUid, object.sopInstanceUid), dataset };
 }
 
 /**

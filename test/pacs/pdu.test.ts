@@ -85,6 +85,20 @@ t.test('dimse command round trip', async (t) => {
   t.ok(encoded.includes(Buffer.from('1.2.3\0', 'latin1')), 'odd-length UID padded with NUL');
   t.throws(() => DecodedCommand.decode(encoded.subarray(0, encoded.length - 2)), /runs past the end/);
   t.same([0xff00, 0xff01, 0x0000, 0xfe00].map(isPendingStatus), [true, true, false, false]);
+
+  // Implicit VR Little Endian, written out by hand from PS3.5 7.1.2 and PS3.7 E.1.
+  const expected = Buffer.from([
+    0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x22, 0x00, 0x00, 0x00, // (0000,0000) UL 4: 34
+    0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x30, 0x00, // (0000,0100) US 2: 0x0030
+    0x00, 0x00, 0x02, 0x09, 0x04, 0x00, 0x00, 0x00, 0x61, 0x62, 0x63, 0x20, // (0000,0902) LO 4: "abc" and a space
+    0x00, 0x00, 0x00, 0x10, 0x04, 0x00, 0x00, 0x00, 0x31, 0x2e, 0x32, 0x00, // (0000,1000) UI 4: "1.2" and a NUL
+  ]);
+  const mixed = encodeCommand([
+    { tag: CommandTag.AffectedSopInstanceUid, vr: 'UI', value: '1.2' },
+    { tag: CommandTag.ErrorComment, vr: 'LO', value: 'abc' },
+    { tag: CommandTag.CommandField, vr: 'US', value: 0x0030 },
+  ]);
+  t.same([...mixed], [...expected], 'elements sorted by tag, group length first, text padded to even lengths');
 });
 
 t.test('message assembler joins fragments', async (t) => {

@@ -8,6 +8,8 @@ import dimse from 'dcmjs-dimse';
 import t, { type Test } from 'tap';
 import { echo, storeObjects, type LazyStoreObject, type StoreObject, type StoreResult } from '../../src/pacs/store-scu.js';
 import { splitPart10 } from '../../src/pacs/part10.js';
+import { cStoreRequest } from '../../src/pacs/dimse-command.js';
+import { ScuAssociation, type DimseRequest } from '../../src/pacs/scu-association.js';
 import { SHARED_BUFFERS_PER_SIZE } from '../../src/pacs/store-batch.js';
 import {
   destinationFor,
@@ -258,6 +260,86 @@ t.test('store-scu failure statuses', async (t) => {
 
   const warning = await storeToFake(t, { kind: 'status', status: 0xb007 }, [smallJpeg]);
   t.same(warning[0], { id: 'obj-small', outcome: 'warning', status: 0xb007, reason: 'stored with warning 0xB007 (data set does not match SOP class)', associated: true });
+});
+
+t.test('store-scu sends each object once whatever status the one before it got', async (t) => {
+  // The next object is queued to go out on a success only; after any other status it goes the usual way.
+  const statuses = [0x0000, 0xb000, 0xc000, 0x0000, 0xa900, 0x0000, 0x0000];
+  const fake = await startFakeScp({ kind: 'statuses', statuses });
+  t.teardown(() => fake.stop());
+  const { log } = memoryLogger();
+  const objects = statuses.map((_, index) => ({ ...(index % 2 === 0 ? smallJpeg : secondJpeg), id: `obj-${index}` }));
+  const results = await storeObjects({ destination: destinationFor(fake.port), callingAeTitle, objects, log });
+  t.same(
+    results.map((result) => [result.id, result.outcome, result.status]),
+    [
+      ['obj-0', 'stored', 0x0000],
+      ['obj-1', 'warning', 0xb000],
+      ['obj-2', 'permanent', 0xc000],
+      ['obj-3', 'stored', 0x0000],
+      ['obj-4', 'permanent', 0xa900],
+      ['obj-5', 'stored', 0x0000],
+      ['obj-6', 'stored', 0x0000],
+    ],
+  );
+  t.equal(fake.received, statuses.length, 'the peer received each object once');
+  t.equal(fake.associations, 1, 'over one association');
+});
+
+t.test('association sends a queued request when the one before it succeeds, before its response is passed on', async (t) => {
+  const directory = await outputDirectory('queued');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+B'] });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+  const open = (peerPort: number): Promise<ScuAssociation> =>
+    ScuAssociation.open({
+      host: '127.0.0.1',
+      port: peerPort,
+      callingAeTitle,
+      calledAeTitle: 'STORESCP',
+      connectTimeoutMs: 2_000,
+      associationTimeoutMs: 3_000,
+      contexts: [{ abstractSyntaxUid: smallJpeg.sopClassUid, transferSyntaxUids: [jpegBaseline] }],
+      log,
+    });
+  const request = (object: StoreObject): DimseRequest => ({
+    abstractSyntaxUid: object.sopClassUid,
+    transferSyntaxUid: jpegBaseline,
+    command: cStoreRequest(object.sopClassUid, object.sopInstanceUid),
+    dataset: splitPart10(object.part10).dataset,
+  });
+  const options = { timeoutMs: 5_000, label: 'C-STORE' };
+
+  const association = await open(port);
+  t.equal(association.sendAfterSuccess(request(secondJpeg), options), undefined, 'nothing queued while no request is in flight');
+  const first = association.send(request(smallJpeg), options);
+  const queued = association.sendAfterSuccess(request(secondJpeg), options);
+  t.equal(association.sendAfterSuccess(request(secondJpeg), options), undefined, 'one request queued at a time');
+  t.equal(queued?.state, 'waiting');
+  const stateAtFirstResponse = await first.then(() => queued?.state);
+  t.equal(stateAtFirstResponse, 'sent', 'on the wire when the first response reached the caller');
+  t.equal((await queued?.response)?.status, 0x0000);
+  await association.release(2_000);
+  const files = await readdir(directory);
+  t.same(
+    [smallJpeg, secondJpeg].map((object) => files.filter((name) => name.endsWith(object.sopInstanceUid)).length),
+    [1, 1],
+    'storescp stored each object once',
+  );
+
+  // A fake returns a warning first, because no real peer does so on request.
+  const fake = await startFakeScp({ kind: 'statuses', statuses: [0xb000, 0x0000] });
+  t.teardown(() => fake.stop());
+  const warned = await open(fake.port);
+  const warnedFirst = warned.send(request(smallJpeg), options);
+  const dropped = warned.sendAfterSuccess(request(secondJpeg), options);
+  t.same(await warnedFirst.then((response) => [response.status, dropped?.state]), [0xb000, 'dropped'], 'dropped after a warning');
+  await t.rejects(dropped?.response.then(() => undefined) ?? Promise.resolve(), /not sent: the request before it did not succeed/);
+  t.equal(fake.received, 1, 'the peer got the first request only');
+  t.equal((await warned.send(request(secondJpeg), options)).status, 0x0000, 'the association goes on');
+  t.equal(fake.received, 2);
+  await warned.release(2_000);
 });
 
 t.test('store-scu peer that never responds', async (t) => {
