@@ -61,6 +61,14 @@ interface PreparedRequest {
   options: SendOptions;
 }
 
+/** How the association sends or drops a request queued by sendAfterSuccess(). */
+interface QueuedSend {
+  /** Message ID of the request it waits for. */
+  after: number;
+  go: () => void;
+  drop: () => void;
+}
+
 /** A request queued by sendAfterSuccess(). */
 export interface QueuedRequest {
   /** `waiting` until the request before it ends, then `sent`, or `dropped` when that one did not succeed or the association ended. */
@@ -97,7 +105,11 @@ export class ScuAssociation {
   private messageId = 0;
   private inFlight: InFlight | undefined;
   /** The request to send when the one in flight (`after`) succeeds. */
-  private queued: { after: number; go: () => void; drop: () => void } | undefined;
+  private queued: QueuedSend | undefined;
+  /** A queued request whose turn came while a received chunk is handled, sent after its last PDU. */
+  private ready: QueuedSend | undefined;
+  /** True while a received chunk is handled. */
+  private reading = false;
   /** Rejects the operation in progress other than a request: open or release. */
   private waiter: ((error: EndocapError) => void) | undefined;
   private onAccepted: (() => void) | undefined;
@@ -397,8 +409,9 @@ export class ScuAssociation {
     const queued = this.queued;
     this.queued = undefined;
     if (queued !== undefined) {
-      if (response.status === 0x0000 && queued.after === request.messageId && this.usable) queued.go();
-      else queued.drop();
+      if (response.status !== 0x0000 || queued.after !== request.messageId || !this.usable) queued.drop();
+      else if (this.reading) this.ready = queued;
+      else queued.go();
     }
     request.resolve(response);
   }
@@ -414,21 +427,18 @@ export class ScuAssociation {
   private watchSocket(): void {
     this.socket.on('data', (chunk: Buffer) => {
       if (this.failure && !this.releasing) return;
-      let pdus: RawPdu[];
+      this.reading = true;
       try {
-        pdus = this.reader.push(chunk);
-      } catch (error) {
-        this.fail(this.protocolError(error));
-        return;
+        this.handleChunk(chunk);
+      } finally {
+        this.reading = false;
       }
-      for (const pdu of pdus) {
-        try {
-          this.handlePdu(pdu);
-        } catch (error) {
-          this.fail(error instanceof EndocapError ? error : this.protocolError(error));
-          return;
-        }
-      }
+      // After every PDU of the chunk: an A-ABORT right behind a response stops the queued request.
+      const ready = this.ready;
+      this.ready = undefined;
+      if (ready === undefined) return;
+      if (this.usable && this.inFlight === undefined) ready.go();
+      else ready.drop();
     });
     this.socket.on('error', (error: NodeJS.ErrnoException) => {
       const context = { where: this.where, host: this.options.host, tls: this.options.tls, connected: this.connected, established: this.established };
@@ -438,6 +448,24 @@ export class ScuAssociation {
       const reason = this.releasing ? 'association released' : `connection closed by ${this.where}`;
       this.fail(new EndocapError(ErrorCodes.PACS_ABORTED, reason, { retryable: true }), false);
     });
+  }
+
+  private handleChunk(chunk: Buffer): void {
+    let pdus: RawPdu[];
+    try {
+      pdus = this.reader.push(chunk);
+    } catch (error) {
+      this.fail(this.protocolError(error));
+      return;
+    }
+    for (const pdu of pdus) {
+      try {
+        this.handlePdu(pdu);
+      } catch (error) {
+        this.fail(error instanceof EndocapError ? error : this.protocolError(error));
+        return;
+      }
+    }
   }
 
   private handlePdu(pdu: RawPdu): void {
@@ -553,10 +581,11 @@ export class ScuAssociation {
     this.closed.abort();
     const waiter = this.waiter;
     const request = this.inFlight;
-    const queued = this.queued;
+    const queued = this.queued ?? this.ready;
     this.waiter = undefined;
     this.inFlight = undefined;
     this.queued = undefined;
+    this.ready = undefined;
     queued?.drop();
     if (!this.releasing) this.log.debug({ where: this.where, code: error.code, reason: error.message }, 'association failed');
 

@@ -127,10 +127,11 @@ const MIN_BUFFER_BYTES = 64 * 1024;
 /** Largest buffer in shared memory: stills fit, larger objects use buffers of their association. */
 export const MAX_SHARED_BUFFER_BYTES = 2 * 1024 * 1024;
 /**
- * Shared buffers of one size that exist at a time: four per sender (one
- * object sent, three read ahead) for two senders at once.
+ * Shared buffers of one size that exist at a time: five per sender (one
+ * object sent, one read ahead and a group of three being read) for two
+ * senders at once, and two more.
  */
-export const SHARED_BUFFERS_PER_SIZE = 8;
+export const SHARED_BUFFERS_PER_SIZE = 12;
 
 /**
  * Buffers in shared memory, which the spool's read thread fills, kept for the

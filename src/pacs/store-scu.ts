@@ -175,10 +175,11 @@ async function sendOverAssociation(
   // READ_AHEAD, which go to the spool's read thread in one message. A large
   // one (a clip) is read alone, so that at most one is held ahead.
   const ahead = new Map<number, Promise<LoadOutcome>>();
+  const isSmall = (item: BatchItem): boolean => item.bytes !== undefined && item.bytes < MAX_SHARED_BUFFER_BYTES;
   const readAhead = (from: number): void => {
     for (let index = from; index < Math.min(items.length, from + READ_AHEAD); index += 1) {
       const item = items[index] as BatchItem;
-      const small = item.bytes !== undefined && item.bytes < MAX_SHARED_BUFFER_BYTES;
+      const small = isSmall(item);
       if (index > from && !small) break;
       ahead.set(index, startLoad(item, buffers));
       if (!small) break;
@@ -244,9 +245,14 @@ async function sendOverAssociation(
       taking = appendMore(options, canSend, items, objects, log);
     }
     // Starts reading the next files unless they are read ahead already. Called once this object is on its way or skipped.
+    // Behind a small object read ahead, the next group starts one object early, so that its first read has two
+    // round trips to end in and the object can be queued on the association in time.
     const readFollowing = async (): Promise<void> => {
       if (taking !== undefined) exhausted = !(await taking);
-      if (stopReason === undefined && !ahead.has(index + 1)) readAhead(index + 1);
+      if (stopReason !== undefined) return;
+      const next = index + 1;
+      const from = ahead.has(next) && isSmall(items[next] as BatchItem) ? next + 1 : next;
+      if (!ahead.has(from)) readAhead(from);
     };
 
     let loaded: LoadOutcome | undefined;
@@ -357,8 +363,8 @@ function storeRequest(object: StoreObjectMetadata, dataset: Buffer, transferSynt
  * Small objects read ahead of the one being sent, requested together. On a
  * 2-core VM a trip to the read thread and back cost 60 to 100 us of CPU time,
  * and reading a 300 KB still from the page cache about 45 us. A group of
- * three makes one trip there instead of three, and takes three shared
- * buffers per sender.
+ * three makes one trip there instead of three. With the object being sent
+ * and the one read before the group, a sender holds up to five shared buffers.
  */
 const READ_AHEAD = 3;
 

@@ -108,6 +108,8 @@ export type FakeBehaviour =
   | { kind: 'abort-after-bytes'; bytes: number }
   /** Responds with success to the first `responses` C-STOREs over the fake's lifetime, then sends A-ABORT right after the last response. */
   | { kind: 'abort-after-responses'; responses: number }
+  /** Responds with success to the first `responses` C-STOREs, the last response and an A-ABORT in one TCP write. */
+  | { kind: 'abort-with-response'; responses: number }
   /** Sends A-ABORT right after accepting the association. */
   | { kind: 'abort-after-accept' }
   /** Accepts the association but no presentation context. */
@@ -193,10 +195,18 @@ export async function startFakeScp(behaviour: FakeBehaviour, port = 0): Promise<
       let status: number;
       if (behaviour.kind === 'status') status = behaviour.status;
       else if (behaviour.kind === 'statuses') status = behaviour.statuses[Math.min(index, behaviour.statuses.length - 1)] ?? 0;
-      else if (behaviour.kind === 'abort-after-responses' && index < behaviour.responses) status = 0;
+      else if ((behaviour.kind === 'abort-after-responses' || behaviour.kind === 'abort-with-response') && index < behaviour.responses) status = 0;
       else return;
       const response = responses.CStoreResponse.fromRequest(request);
       response.setStatus(status);
+      if (behaviour.kind === 'abort-with-response' && index + 1 === behaviour.responses) {
+        // Corked, the response and the A-ABORT leave in one segment and reach the client in one read.
+        this.socket.cork();
+        callback(response);
+        this.abortAssociation();
+        process.nextTick(() => this.socket.uncork());
+        return;
+      }
       callback(response);
       if (behaviour.kind === 'abort-after-responses' && index + 1 === behaviour.responses) setImmediate(() => this.abortAssociation());
     }

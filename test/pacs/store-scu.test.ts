@@ -483,6 +483,29 @@ t.test('store-scu reads into reused buffers and sends every object unchanged', a
   }
 });
 
+t.test('store-scu sends nothing after a response read with an A-ABORT', async (t) => {
+  // A fake writes the first response and an A-ABORT in one segment, which no real peer does on request.
+  const fake = await startFakeScp({ kind: 'abort-with-response', responses: 1 });
+  t.teardown(() => fake.stop());
+  const { log } = memoryLogger();
+  const objects = ['abort-a', 'abort-b', 'abort-c'].map((id) => ({ ...smallJpeg, id }));
+  const results = await storeObjects({ destination: destinationFor(fake.port), callingAeTitle, objects, log });
+
+  t.same(
+    results.map((result) => [result.outcome, result.unsent === true]),
+    [
+      ['stored', false],
+      ['transient', true],
+      ['transient', true],
+    ],
+    'the objects after the response go back unsent',
+  );
+  t.match(results[1]?.reason, /^not sent: association with 127\.0\.0\.1:\d+ ended before the object was sent$/);
+  t.equal(fake.aborts, 1);
+  t.equal(fake.received, 1, 'the peer got the first object only');
+  t.equal(fake.bytesReceived < 2 * smallJpeg.part10.length, true, 'no part of the second object went out');
+});
+
 t.test('store-scu asks for no more objects after an abort', async (t) => {
   const fake = await startFakeScp({ kind: 'abort-after-responses', responses: 2 });
   t.teardown(() => fake.stop());
