@@ -71,6 +71,22 @@ export async function startStorescp(options: { port: number; aeTitle: string; ou
   return { port: options.port, output, stop: () => stopChild(child) };
 }
 
+/** Starts `server` on 127.0.0.1, on `port` or a free one; stop() destroys `sockets` and closes it. */
+async function listenOnLoopback(server: net.Server, sockets: Set<net.Socket>, port = 0): Promise<{ port: number; stop: () => Promise<void> }> {
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port assigned');
+  return {
+    port: address.port,
+    stop: async () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
 /** Starts a TCP server on 127.0.0.1 that accepts connections and never sends a byte. */
 export async function startSilentServer(): Promise<RunningPeer> {
   const sockets = new Set<net.Socket>();
@@ -79,19 +95,7 @@ export async function startSilentServer(): Promise<RunningPeer> {
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port assigned');
-  return {
-    port: address.port,
-    output: () => '',
-    stop: async () => {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
+  return { ...(await listenOnLoopback(server, sockets)), output: () => '' };
 }
 
 /**
@@ -110,6 +114,8 @@ export type FakeBehaviour =
   | { kind: 'abort-after-responses'; responses: number }
   /** Responds with success to the first `responses` C-STOREs, the last response and an A-ABORT in one TCP write. */
   | { kind: 'abort-with-response'; responses: number }
+  /** Responds with success to the first `responses` C-STOREs over the fake's lifetime, then to none. */
+  | { kind: 'silent-after-responses'; responses: number }
   /** Sends A-ABORT right after accepting the association. */
   | { kind: 'abort-after-accept' }
   /** Accepts the association but no presentation context. */
@@ -195,7 +201,7 @@ export async function startFakeScp(behaviour: FakeBehaviour, port = 0): Promise<
       let status: number;
       if (behaviour.kind === 'status') status = behaviour.status;
       else if (behaviour.kind === 'statuses') status = behaviour.statuses[Math.min(index, behaviour.statuses.length - 1)] ?? 0;
-      else if ((behaviour.kind === 'abort-after-responses' || behaviour.kind === 'abort-with-response') && index < behaviour.responses) status = 0;
+      else if ((behaviour.kind === 'abort-after-responses' || behaviour.kind === 'abort-with-response' || behaviour.kind === 'silent-after-responses') && index < behaviour.responses) status = 0;
       else return;
       const response = responses.CStoreResponse.fromRequest(request);
       response.setStatus(status);
@@ -222,13 +228,10 @@ export async function startFakeScp(behaviour: FakeBehaviour, port = 0): Promise<
     socket.on('error', () => socket.destroy());
     new Fake(socket);
   });
-  server.listen(port, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port assigned');
+  const listening = await listenOnLoopback(server, sockets, port);
 
   return {
-    port: address.port,
+    ...listening,
     get received() {
       return state.received;
     },
@@ -245,11 +248,64 @@ export async function startFakeScp(behaviour: FakeBehaviour, port = 0): Promise<
       return state.bytesReceived;
     },
     output: () => '',
-    stop: async () => {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-      await once(server, 'close');
+  };
+}
+
+/** A proxy started by startPduLengthProxy. */
+export interface PduLengthProxy extends RunningPeer {
+  /** A-ASSOCIATE-ACs whose maximum length was rewritten. */
+  rewrites: number;
+}
+
+/**
+ * Starts a TCP proxy on 127.0.0.1 in front of `targetPort` that sets the
+ * Maximum Length Received sub-item (0x51) of the peer's A-ASSOCIATE-AC to
+ * `announced` (PS3.8 9.3.3 and D.1). No real peer announces an odd or tiny
+ * length on request. The A-ASSOCIATE-AC must arrive in one chunk, as it does
+ * on loopback; `rewrites` counts those changed.
+ */
+export async function startPduLengthProxy(targetPort: number, announced: number): Promise<PduLengthProxy> {
+  const sockets = new Set<net.Socket>();
+  let rewrites = 0;
+  const rewrite = (chunk: Buffer): void => {
+    if (chunk[0] !== 0x02 || chunk.length < 6 || chunk.length < 6 + chunk.readUInt32BE(2)) return;
+    // Items follow the 6-byte PDU header and 68 bytes of fixed fields.
+    for (let item = 74; item + 4 <= chunk.length; item += 4 + chunk.readUInt16BE(item + 2)) {
+      if (chunk[item] !== 0x50) continue;
+      const end = item + 4 + chunk.readUInt16BE(item + 2);
+      for (let sub = item + 4; sub + 8 <= end; sub += 4 + chunk.readUInt16BE(sub + 2)) {
+        if (chunk[sub] !== 0x51) continue;
+        chunk.writeUInt32BE(announced, sub + 4);
+        rewrites += 1;
+      }
+    }
+  };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+      socket.on('error', () => socket.destroy());
+    }
+    client.pipe(upstream);
+    let first = true;
+    upstream.on('data', (chunk: Buffer) => {
+      if (first) rewrite(chunk);
+      first = false;
+      client.write(chunk);
+    });
+  });
+  const listening = await listenOnLoopback(server, sockets);
+  return {
+    ...listening,
+    get rewrites() {
+      return rewrites;
     },
+    output: () => '',
   };
 }
 

@@ -25,7 +25,7 @@ import {
   storeObjectFromFile,
 } from './fixtures.js';
 import { freePort } from '../helpers/ports.js';
-import { startFakeScp, startSilentServer, startStorescp, type FakeBehaviour } from './peers.js';
+import { startFakeScp, startPduLengthProxy, startSilentServer, startStorescp, type FakeBehaviour } from './peers.js';
 
 const callingAeTitle = 'ENDOCAP';
 const run = promisify(execFile);
@@ -504,6 +504,54 @@ t.test('store-scu sends nothing after a response read with an A-ABORT', async (t
   t.equal(fake.aborts, 1);
   t.equal(fake.received, 1, 'the peer got the first object only');
   t.equal(fake.bytesReceived < 2 * smallJpeg.part10.length, true, 'no part of the second object went out');
+});
+
+t.test('store-scu sends even fragments whatever maximum PDU length the peer announces', async (t) => {
+  // storescp announces even lengths only, so a proxy in front of it rewrites the
+  // Maximum Length Received of the A-ASSOCIATE-AC (PS3.8 D.1).
+  const directory = await outputDirectory('odd-pdu');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+B'] });
+  t.teardown(() => peer.stop());
+  const storeThrough = async (announced: number, object: StoreObject): Promise<StoreResult | undefined> => {
+    const proxy = await startPduLengthProxy(port, announced);
+    t.teardown(() => proxy.stop());
+    const { log } = memoryLogger();
+    const [result] = await storeObjects({ destination: destinationFor(proxy.port), callingAeTitle, objects: [object], log });
+    t.equal(proxy.rewrites, 1, `the proxy announced ${announced} bytes`);
+    return result;
+  };
+
+  const odd = await storeThrough(4097, { ...secondJpeg, id: 'obj-odd-pdu' });
+  t.equal(odd?.outcome, 'stored', 'stored with an odd maximum of 4097 bytes');
+  const files = await readdir(directory);
+  const stored = files.find((name) => name.endsWith(secondJpeg.sopInstanceUid));
+  t.ok(stored !== undefined && splitPart10(await readFile(join(directory, stored))).dataset.equals(splitPart10(secondJpeg.part10).dataset), 'storescp holds the data set sent, byte for byte');
+
+  const tiny = await storeThrough(6, { ...smallJpeg, id: 'obj-tiny-pdu' });
+  t.equal(tiny?.outcome, 'transient', 'a maximum too small to carry data fails the association, and the object stays queued');
+  t.match(tiny?.reason, /^protocol error with 127\.0\.0\.1:\d+: the peer announced a maximum PDU length of 6 bytes, below the 1024 bytes endocap needs; check the peer's PDU size setting$/);
+});
+
+t.test('store-scu times out a queued request without response', async (t) => {
+  // A fake stops responding after two objects, because no real peer does on request.
+  const fake = await startFakeScp({ kind: 'silent-after-responses', responses: 2 });
+  t.teardown(() => fake.stop());
+  const { log } = memoryLogger();
+  const objects = ['silent-a', 'silent-b', 'silent-c', 'silent-d'].map((id) => ({ ...smallJpeg, id }));
+  const results = await storeObjects({ destination: destinationFor(fake.port, { requestTimeoutMs: 400 }), callingAeTitle, objects, log });
+
+  t.same(
+    results.map((result) => [result.outcome, result.unsent === true]),
+    [
+      ['stored', false],
+      ['stored', false],
+      ['transient', false],
+      ['transient', true],
+    ],
+  );
+  t.match(results[2]?.reason, /^C-STORE of object silent-c to 127\.0\.0\.1:\d+ got no response within 400 ms$/);
+  t.equal(fake.received, 3, 'the third object went out once');
 });
 
 t.test('store-scu asks for no more objects after an abort', async (t) => {
