@@ -72,7 +72,7 @@ export async function startStorescp(options: { port: number; aeTitle: string; ou
 }
 
 /** Starts `server` on 127.0.0.1, on `port` or a free one; stop() destroys `sockets` and closes it. */
-async function listenOnLoopback(server: net.Server, sockets: Set<net.Socket>, port = 0): Promise<{ port: number; stop: () => Promise<void> }> {
+export async function listenOnLoopback(server: net.Server, sockets: Set<net.Socket>, port = 0): Promise<{ port: number; stop: () => Promise<void> }> {
   server.listen(port, '127.0.0.1');
   await once(server, 'listening');
   const address = server.address();

@@ -25,6 +25,7 @@ import {
   storeObjectFromFile,
 } from './fixtures.js';
 import { freePort } from '../helpers/ports.js';
+import { startEarlyResponseScp } from './early-response-scp.js';
 import { startFakeScp, startPduLengthProxy, startSilentServer, startStorescp, type FakeBehaviour } from './peers.js';
 
 const callingAeTitle = 'ENDOCAP';
@@ -552,6 +553,21 @@ t.test('store-scu times out a queued request without response', async (t) => {
   );
   t.match(results[2]?.reason, /^C-STORE of object silent-c to 127\.0\.0\.1:\d+ got no response within 400 ms$/);
   t.equal(fake.received, 3, 'the third object went out once');
+});
+
+t.test('store-scu with responses that arrive before the data set', async (t) => {
+  // The response to a large object arrives while its data set is still being written; the next request waits for the write to end.
+  const peer = await startEarlyResponseScp((index) => (index % 3 === 2 ? 0xb000 : 0x0000));
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+  const objects = [smallJpeg, largeJpeg, secondJpeg, largeJpeg, smallJpeg, largeJpeg, secondJpeg].map((object, index) => ({ ...object, id: `early-${index}` }));
+  const results = await storeObjects({ destination: destinationFor(peer.port), callingAeTitle, objects, log });
+
+  t.same(peer.log.faults, [], 'no request started inside another one');
+  t.same(peer.log.messageIds, [1, 2, 3, 4, 5, 6, 7], 'one message ID per request, in order');
+  t.same(peer.log.sopInstanceUids, objects.map((object) => object.sopInstanceUid), 'each object once, in order');
+  t.same(peer.log.datasetBytes, objects.map((object) => splitPart10(object.part10).dataset.length), 'every data set whole');
+  t.same(results.map((result) => result.outcome), ['stored', 'stored', 'warning', 'stored', 'stored', 'warning', 'stored']);
 });
 
 t.test('store-scu asks for no more objects after an abort', async (t) => {

@@ -3,6 +3,7 @@ import net from 'node:net';
 import { CommandTag, encodeCommand, type CommandElement } from '../../src/pacs/dimse-command.js';
 import { MessageAssembler } from '../../src/pacs/message-assembler.js';
 import { decodePData, encodeReleaseResponse, pDataHeader, PduReader, PduType } from '../../src/pacs/pdu.js';
+import { pduItem } from '../helpers/pdu-item.js';
 
 const EXPLICIT_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
 
@@ -74,30 +75,23 @@ function writeMessage(socket: net.Socket, contextId: number, command: CommandEle
   if (dataset) socket.write(Buffer.concat([pDataHeader(contextId, false, true, dataset.length), dataset]));
 }
 
-function item(type: number, value: Buffer): Buffer {
-  const header = Buffer.alloc(4);
-  header[0] = type;
-  header.writeUInt16BE(value.length, 2);
-  return Buffer.concat([header, value]);
-}
-
 /** Builds an A-ASSOCIATE-AC that accepts every proposed context in Explicit VR Little Endian. */
 function associateAccept(requestBody: Buffer): Buffer {
   const fixed = Buffer.from(requestBody.subarray(0, 68));
-  const items: Buffer[] = [item(0x10, Buffer.from('1.2.840.10008.3.1.1.1', 'latin1'))];
+  const items: Buffer[] = [pduItem(0x10, Buffer.from('1.2.840.10008.3.1.1.1', 'latin1'))];
   let offset = 68;
   while (offset + 4 <= requestBody.length) {
     const type = requestBody[offset] ?? 0;
     const length = requestBody.readUInt16BE(offset + 2);
     if (type === 0x20) {
       const contextId = requestBody[offset + 4] ?? 1;
-      items.push(item(0x21, Buffer.concat([Buffer.from([contextId, 0, 0, 0]), item(0x40, Buffer.from(EXPLICIT_LITTLE_ENDIAN, 'latin1'))])));
+      items.push(pduItem(0x21, Buffer.concat([Buffer.from([contextId, 0, 0, 0]), pduItem(0x40, Buffer.from(EXPLICIT_LITTLE_ENDIAN, 'latin1'))])));
     }
     offset += 4 + length;
   }
   const maxLength = Buffer.alloc(4);
   maxLength.writeUInt32BE(16_384);
-  items.push(item(0x50, Buffer.concat([item(0x51, maxLength), item(0x52, Buffer.from('1.2.826.0.1.3680043.10.1437.99', 'latin1'))])));
+  items.push(pduItem(0x50, Buffer.concat([pduItem(0x51, maxLength), pduItem(0x52, Buffer.from('1.2.826.0.1.3680043.10.1437.99', 'latin1'))])));
   const body = Buffer.concat([fixed, ...items]);
   const header = Buffer.alloc(6);
   header[0] = PduType.AssociateAc;
