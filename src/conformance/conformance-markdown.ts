@@ -162,7 +162,7 @@ function associationPolicies(statement: ConformanceStatement): string[] {
   return [
     '##### 3.2.1.2 Association Policies',
     '',
-    `General: the DICOM Application Context Name 1.2.840.10008.3.1.1.1 is proposed. Every A-ASSOCIATE-RQ announces a maximum PDU length of ${implementation.maxReceivePduLength} bytes. PDUs sent are no longer than the peer's maximum, and at most 4 MiB. An association has at most ${implementation.maxPresentationContexts} presentation contexts.`,
+    `General: the DICOM Application Context Name 1.2.840.10008.3.1.1.1 is proposed. Every A-ASSOCIATE-RQ announces a maximum PDU length of ${implementation.maxReceivePduLength} bytes. PDUs sent are no longer than the peer's maximum, and at most ${implementation.maxSendPduLength} bytes, and their PDV values are of even length. A peer that announces a maximum below ${implementation.minPeerPduLength} bytes is sent no data: the association is aborted and its objects stay queued. An association has at most ${implementation.maxPresentationContexts} presentation contexts.`,
     '',
     `Number of associations: each DICOM destination has one sender and, with Storage Commitment, one commitment requester, each with at most one association open at a time. The worklist client and the MPPS sender each open one at a time, and a C-ECHO opens one more per peer while it runs. The listener accepts up to ${listener?.maxAssociations ?? 0} associations at a time.`,
     '',

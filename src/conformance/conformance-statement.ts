@@ -15,6 +15,7 @@ import {
   storageContexts,
   uidName,
 } from '../pacs/service-tables.js';
+import { MAX_SEND_PDU_LENGTH, MIN_PEER_PDU_LENGTH } from '../pacs/scu-association.js';
 import { dicomDestinations, type DestinationConfig, type Profile } from '../profile/schema.js';
 import { SOFTWARE_VERSION } from '../version.js';
 import { supportedCharacterSets } from '../worklist/character-sets.js';
@@ -119,6 +120,10 @@ export interface ConformanceStatement {
     classUid: string;
     versionName: string;
     maxReceivePduLength: number;
+    /** Largest PDU sent, whatever the peer announces. */
+    maxSendPduLength: number;
+    /** Smallest maximum PDU length of a peer that endocap sends to. */
+    minPeerPduLength: number;
     maxPresentationContexts: number;
   };
   stationAeTitle: string;
@@ -252,6 +257,8 @@ export function buildConformanceStatement(profile: Profile): ConformanceStatemen
       classUid: IMPLEMENTATION_CLASS_UID,
       versionName: IMPLEMENTATION_VERSION_NAME,
       maxReceivePduLength: MAX_RECEIVE_PDU_LENGTH,
+      maxSendPduLength: MAX_SEND_PDU_LENGTH,
+      minPeerPduLength: MIN_PEER_PDU_LENGTH,
       maxPresentationContexts: MAX_PRESENTATION_CONTEXTS,
     },
     stationAeTitle: profile.station.aeTitle,

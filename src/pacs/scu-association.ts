@@ -32,14 +32,14 @@ export type { AcceptedContext, DimseRequest, DimseResponse, IncomingRequest, Ope
 const maxAcceptedPduLength = 4 * 1024 * 1024;
 
 /** Largest PDU sent when the peer announces no limit (0). */
-const maxSendPduLength = 4 * 1024 * 1024;
+export const MAX_SEND_PDU_LENGTH = 4 * 1024 * 1024;
 
 /**
  * Smallest maximum PDU length of a peer that endocap sends to. PS3.8 sets no
  * minimum. NOTE: 1024 is a choice: far below what DICOM implementations
  * announce (DCMTK 4096 at least), and large enough that a clip's PDUs stay countable.
  */
-const minPeerPduLength = 1024;
+export const MIN_PEER_PDU_LENGTH = 1024;
 
 /** Largest data set accepted in one response, such as one C-FIND match. */
 const maxResponseDatasetBytes = 64 * 1024 * 1024;
@@ -335,7 +335,7 @@ export class ScuAssociation {
    * command or `dataset`, in batches of about `writeBatchBytes`.
    */
   private planMessage(contextId: number, command: Buffer, dataset: Buffer | undefined): Buffer[][] {
-    const pduLength = this.peerMaxPduLength === 0 ? maxSendPduLength : Math.min(this.peerMaxPduLength, maxSendPduLength);
+    const pduLength = this.peerMaxPduLength === 0 ? MAX_SEND_PDU_LENGTH : Math.min(this.peerMaxPduLength, MAX_SEND_PDU_LENGTH);
     // Even, because DCMTK aborts on an odd PDV length and a peer may announce an odd maximum.
     const fragmentLength = (pduLength - pdvHeaderLength) & ~1;
     const parts: Array<{ bytes: Buffer; command: boolean }> = [{ bytes: command, command: true }];
@@ -519,8 +519,8 @@ export class ScuAssociation {
   private handleAccept(body: Buffer): void {
     if (this.established) throw new PduFormatError('a second A-ASSOCIATE-AC');
     const accept = decodeAssociateAccept(body);
-    if (accept.maxPduLength !== 0 && accept.maxPduLength < minPeerPduLength) {
-      throw new PduFormatError(`the peer announced a maximum PDU length of ${accept.maxPduLength} bytes, below the ${minPeerPduLength} bytes endocap needs; check the peer's PDU size setting`);
+    if (accept.maxPduLength !== 0 && accept.maxPduLength < MIN_PEER_PDU_LENGTH) {
+      throw new PduFormatError(`the peer announced a maximum PDU length of ${accept.maxPduLength} bytes, below the ${MIN_PEER_PDU_LENGTH} bytes endocap needs; check the peer's PDU size setting`);
     }
     this.peerMaxPduLength = accept.maxPduLength;
     for (const answer of accept.contexts) {
