@@ -68,10 +68,8 @@ interface PreparedRequest {
   options: SendOptions;
 }
 
-/** How the association sends or drops a request queued by sendAfterSuccess(). */
+/** Callbacks that send or drop a request queued by sendAfterSuccess(). */
 interface QueuedSend {
-  /** Message ID of the request it waits for. */
-  after: number;
   go: () => void;
   drop: () => void;
 }
@@ -111,12 +109,11 @@ export class ScuAssociation {
   private releasing = false;
   private messageId = 0;
   private inFlight: InFlight | undefined;
-  /** The request to send when the one in flight (`after`) succeeds. */
+  /**
+   * The request to send when the one in flight succeeds. Kept after that
+   * success until sendQueued() runs, and dropped at any other end.
+   */
   private queued: QueuedSend | undefined;
-  /** A queued request whose turn came while a received chunk is handled, sent after its last PDU. */
-  private ready: QueuedSend | undefined;
-  /** True while a received chunk is handled. */
-  private reading = false;
   /** Rejects the operation in progress other than a request: open or release. */
   private waiter: ((error: EndocapError) => void) | undefined;
   private onAccepted: (() => void) | undefined;
@@ -241,7 +238,6 @@ export class ScuAssociation {
     response.catch(() => undefined);
     const queued: QueuedRequest & { state: QueuedRequest['state'] } = { state: 'waiting', response };
     this.queued = {
-      after: current.messageId,
       go: () => {
         queued.state = 'sent';
         this.dispatch(prepared, resolve, reject);
@@ -284,9 +280,7 @@ export class ScuAssociation {
   async release(timeoutMs: number): Promise<void> {
     if (this.failure || !this.established) return;
     this.releasing = true;
-    const queued = this.queued;
-    this.queued = undefined;
-    queued?.drop();
+    this.dropQueued();
     await new Promise<void>((resolve) => {
       this.waiter = () => resolve();
       this.onReleased = () => {
@@ -406,6 +400,7 @@ export class ScuAssociation {
     request.writing = false;
     if (request.final) {
       this.complete(request, request.final);
+      this.sendQueued();
       return;
     }
     this.startTimer(request.options.timeoutMs, () => this.noResponseError(request.options));
@@ -414,14 +409,28 @@ export class ScuAssociation {
   private complete(request: InFlight, response: DimseResponse): void {
     this.clearTimer();
     this.inFlight = undefined;
+    // After a success the queued request stays for sendQueued(), which the caller runs next.
+    if (response.status !== 0x0000) this.dropQueued();
+    request.resolve(response);
+  }
+
+  /**
+   * Sends the queued request once the one before it succeeded, before that
+   * response reaches its caller. Runs after every PDU of a received chunk, so
+   * that an A-ABORT right behind the response drops it instead.
+   */
+  private sendQueued(): void {
+    const queued = this.queued;
+    if (queued === undefined || this.inFlight !== undefined) return;
+    this.queued = undefined;
+    if (this.usable) queued.go();
+    else queued.drop();
+  }
+
+  private dropQueued(): void {
     const queued = this.queued;
     this.queued = undefined;
-    if (queued !== undefined) {
-      if (response.status !== 0x0000 || queued.after !== request.messageId || !this.usable) queued.drop();
-      else if (this.reading) this.ready = queued;
-      else queued.go();
-    }
-    request.resolve(response);
+    queued?.drop();
   }
 
   private noResponseError(options: SendOptions): EndocapError {
@@ -435,18 +444,8 @@ export class ScuAssociation {
   private watchSocket(): void {
     this.socket.on('data', (chunk: Buffer) => {
       if (this.failure && !this.releasing) return;
-      this.reading = true;
-      try {
-        this.handleChunk(chunk);
-      } finally {
-        this.reading = false;
-      }
-      // After every PDU of the chunk: an A-ABORT right behind a response stops the queued request.
-      const ready = this.ready;
-      this.ready = undefined;
-      if (ready === undefined) return;
-      if (this.usable && this.inFlight === undefined) ready.go();
-      else ready.drop();
+      this.handleChunk(chunk);
+      this.sendQueued();
     });
     this.socket.on('error', (error: NodeJS.ErrnoException) => {
       const context = { where: this.where, host: this.options.host, tls: this.options.tls, connected: this.connected, established: this.established };
@@ -592,12 +591,9 @@ export class ScuAssociation {
     this.closed.abort();
     const waiter = this.waiter;
     const request = this.inFlight;
-    const queued = this.queued ?? this.ready;
     this.waiter = undefined;
     this.inFlight = undefined;
-    this.queued = undefined;
-    this.ready = undefined;
-    queued?.drop();
+    this.dropQueued();
     if (!this.releasing) this.log.debug({ where: this.where, code: error.code, reason: error.message }, 'association failed');
 
     if (sendAbort && this.established && !this.socket.destroyed && this.socket.writable) {
@@ -617,8 +613,8 @@ export class ScuAssociation {
    * timer is restarted: cheaper than a new one per request.
    */
   private startTimer(ms: number, makeError: () => EndocapError): void {
-    this.onTimeout = makeError;
     if (this.timer !== undefined && this.timerMs === ms) {
+      this.onTimeout = makeError;
       this.timer.refresh();
       this.timer.ref();
       return;

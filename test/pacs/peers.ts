@@ -201,7 +201,7 @@ export async function startFakeScp(behaviour: FakeBehaviour, port = 0): Promise<
       let status: number;
       if (behaviour.kind === 'status') status = behaviour.status;
       else if (behaviour.kind === 'statuses') status = behaviour.statuses[Math.min(index, behaviour.statuses.length - 1)] ?? 0;
-      else if ((behaviour.kind === 'abort-after-responses' || behaviour.kind === 'abort-with-response' || behaviour.kind === 'silent-after-responses') && index < behaviour.responses) status = 0;
+      else if ('responses' in behaviour && index < behaviour.responses) status = 0;
       else return;
       const response = responses.CStoreResponse.fromRequest(request);
       response.setStatus(status);

@@ -263,7 +263,7 @@ t.test('store-scu failure statuses', async (t) => {
   t.same(warning[0], { id: 'obj-small', outcome: 'warning', status: 0xb007, reason: 'stored with warning 0xB007 (data set does not match SOP class)', associated: true });
 });
 
-t.test('store-scu sends each object once whatever status the one before it got', async (t) => {
+t.test('store-scu sends each object once across statuses', async (t) => {
   // The next object is queued to go out on a success only; after any other status it goes the usual way.
   const statuses = [0x0000, 0xb000, 0xc000, 0x0000, 0xa900, 0x0000, 0x0000];
   const fake = await startFakeScp({ kind: 'statuses', statuses });
@@ -287,7 +287,7 @@ t.test('store-scu sends each object once whatever status the one before it got',
   t.equal(fake.associations, 1, 'over one association');
 });
 
-t.test('association sends a queued request when the one before it succeeds, before its response is passed on', async (t) => {
+t.test('association sends queued request after success', async (t) => {
   const directory = await outputDirectory('queued');
   const port = await freePort();
   const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa', '+B'] });
@@ -484,7 +484,7 @@ t.test('store-scu reads into reused buffers and sends every object unchanged', a
   }
 });
 
-t.test('store-scu sends nothing after a response read with an A-ABORT', async (t) => {
+t.test('store-scu response and A-ABORT together', async (t) => {
   // A fake writes the first response and an A-ABORT in one segment, which no real peer does on request.
   const fake = await startFakeScp({ kind: 'abort-with-response', responses: 1 });
   t.teardown(() => fake.stop());
@@ -507,7 +507,7 @@ t.test('store-scu sends nothing after a response read with an A-ABORT', async (t
   t.equal(fake.bytesReceived < 2 * smallJpeg.part10.length, true, 'no part of the second object went out');
 });
 
-t.test('store-scu sends even fragments whatever maximum PDU length the peer announces', async (t) => {
+t.test('store-scu odd and tiny peer PDU maximums', async (t) => {
   // storescp announces even lengths only, so a proxy in front of it rewrites the
   // Maximum Length Received of the A-ASSOCIATE-AC (PS3.8 D.1).
   const directory = await outputDirectory('odd-pdu');
@@ -534,7 +534,7 @@ t.test('store-scu sends even fragments whatever maximum PDU length the peer anno
   t.match(tiny?.reason, /^protocol error with 127\.0\.0\.1:\d+: the peer announced a maximum PDU length of 6 bytes, below the 1024 bytes endocap needs; check the peer's PDU size setting$/);
 });
 
-t.test('store-scu times out a queued request without response', async (t) => {
+t.test('store-scu queued request times out', async (t) => {
   // A fake stops responding after two objects, because no real peer does on request.
   const fake = await startFakeScp({ kind: 'silent-after-responses', responses: 2 });
   t.teardown(() => fake.stop());
@@ -555,7 +555,7 @@ t.test('store-scu times out a queued request without response', async (t) => {
   t.equal(fake.received, 3, 'the third object went out once');
 });
 
-t.test('store-scu with responses that arrive before the data set', async (t) => {
+t.test('store-scu response before the data set', async (t) => {
   // The response to a large object arrives while its data set is still being written; the next request waits for the write to end.
   const peer = await startEarlyResponseScp((index) => (index % 3 === 2 ? 0xb000 : 0x0000));
   t.teardown(() => peer.stop());
