@@ -1,9 +1,10 @@
-import { mkdir, rename } from 'node:fs/promises';
+import { rename } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import { z } from 'zod';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { makeFolderDurably } from '../spool/durable-file.js';
 import { DurableJsonFile } from '../state/durable-json-file.js';
 import { worklistEntrySchema } from '../worklist/worklist-entry.js';
 
@@ -95,7 +96,7 @@ export class ExamStore {
   static async open(stateDirectory: string, log: Logger): Promise<ExamStore> {
     const file = path.join(stateDirectory, 'exam.json');
     const examLog = log.child({ component: 'exam' });
-    await mkdir(stateDirectory, { recursive: true });
+    await makeFolderDurably(stateDirectory);
     const db = new Low<ExamStateData>(new DurableJsonFile(file), emptyState());
     let problem: string | undefined;
     try {

@@ -1,9 +1,10 @@
-import { mkdir, readFile, rename } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import { z } from 'zod';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { makeFolderDurably } from '../spool/durable-file.js';
 import { DurableJsonFile } from '../state/durable-json-file.js';
 import { worklistEntrySchema, type WorklistEntry } from '../worklist/worklist-entry.js';
 import type { PatientIdentifier } from './hl7-fields.js';
@@ -62,7 +63,7 @@ export class OrderStore {
 
   /** Reads the file; one that cannot be read is moved aside (`.invalid-<time>`) and the store starts empty. */
   static async open(options: OrderStoreOptions): Promise<OrderStore> {
-    await mkdir(options.stateDirectory, { recursive: true });
+    await makeFolderDurably(options.stateDirectory);
     const file = path.join(options.stateDirectory, 'hl7-orders.json');
     const db = new Low<OrderFile>(new DurableJsonFile(file), emptyFile());
     try {

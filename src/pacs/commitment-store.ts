@@ -1,10 +1,10 @@
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { isValidUid } from '../dicom/uid.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably } from '../spool/durable-file.js';
+import { makeFolderDurably, removeFilesDurably, syncDirectory, TEMP_SUFFIX, writeFileDurably } from '../spool/durable-file.js';
 
 /** One object named in a commitment request: its spool id and its UIDs. */
 export interface CommitmentObject {
@@ -58,7 +58,7 @@ export class CommitmentStore {
   async open(): Promise<PendingTransaction[]> {
     let names: string[];
     try {
-      await mkdir(this.directory, { recursive: true });
+      await makeFolderDurably(this.directory);
       await syncDirectory(path.dirname(this.directory));
       names = await readdir(this.directory);
       const temps = names.filter((name) => name.endsWith(TEMP_SUFFIX));

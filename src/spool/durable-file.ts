@@ -1,4 +1,4 @@
-import { open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Suffix of files being written; a file with it is never a committed object or state. */
@@ -11,6 +11,22 @@ export async function syncDirectory(directory: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Creates `folder` and any missing parents, and flushes the entry of each
+ * folder it created to its parent, so that the folders survive a power cut.
+ * Entries made later inside `folder` still need `folder` itself flushed.
+ */
+export async function makeFolderDurably(folder: string): Promise<void> {
+  const target = path.resolve(folder);
+  const first = await mkdir(target, { recursive: true });
+  if (first === undefined) return;
+  const top = path.resolve(first);
+  for (let created = target; ; created = path.dirname(created)) {
+    await syncDirectory(path.dirname(created));
+    if (created === top || path.dirname(created) === created) return;
   }
 }
 

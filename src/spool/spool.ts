@@ -1,11 +1,10 @@
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { readObjectMetadata } from '../dicom/object-metadata.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DeliveryJournal, readJournal, type JournalRecords } from './delivery-journal.js';
-import { syncDirectory } from './durable-file.js';
+import { makeFolderDurably, syncDirectory } from './durable-file.js';
 import { KeyedLock } from './keyed-lock.js';
 import { ObjectFiles, isOutOfSpace } from './object-files.js';
 import { ObjectIdGenerator, isObjectId } from './object-id.js';
@@ -142,7 +141,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     if (this.opened) throw new EndocapError(ErrorCodes.SPOOL_WRITE_FAILED, 'spool opened twice');
     let recovered: RecoveryReport;
     try {
-      await mkdir(this.files.directory, { recursive: true });
+      await makeFolderDurably(this.files.directory);
       this.lock = await SpoolLock.acquire(path.join(this.root, LOCK_FILE), this.log);
       await syncDirectory(this.root);
       const journalFile = path.join(this.root, JOURNAL_FILE);

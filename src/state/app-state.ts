@@ -1,6 +1,6 @@
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
+import { makeFolderDurably } from '../spool/durable-file.js';
 import { DurableJsonFile } from './durable-json-file.js';
 
 /**
@@ -49,7 +49,7 @@ export class AppState {
   }
 
   static async open(directory: string): Promise<AppState> {
-    await mkdir(directory, { recursive: true });
+    await makeFolderDurably(directory);
     const db = new Low<AppStateData>(new DurableJsonFile(path.join(directory, 'state.json')), emptyState());
     await db.read();
     db.data = { ...emptyState(), ...db.data, counters: { ...emptyState().counters, ...db.data.counters } };

@@ -1,10 +1,10 @@
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { isValidUid } from '../dicom/uid.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { removeFilesDurably, TEMP_SUFFIX, writeFileDurably } from '../spool/durable-file.js';
+import { makeFolderDurably, removeFilesDurably, TEMP_SUFFIX, writeFileDurably } from '../spool/durable-file.js';
 import type { DatasetElement } from './dataset-writer.js';
 
 const stringVrs = ['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'LT', 'PN', 'SH', 'ST', 'TM', 'UC', 'UI', 'UR', 'UT'] as const;
@@ -58,7 +58,7 @@ export class MppsQueue {
   async open(): Promise<void> {
     let names: string[];
     try {
-      await mkdir(this.directory, { recursive: true });
+      await makeFolderDurably(this.directory);
       names = await readdir(this.directory);
       const temps = names.filter((name) => name.endsWith(TEMP_SUFFIX));
       if (temps.length > 0) await removeFilesDurably(this.directory, temps);

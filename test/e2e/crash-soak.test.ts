@@ -34,6 +34,7 @@ import { readJournal } from '../../src/spool/delivery-journal.js';
 import { startDaemon, type DaemonProcess } from '../helpers/daemon-process.js';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { writeTestProfile } from '../helpers/profile-file.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 import { startStorescp, type RunningPeer } from '../pacs/peers.js';
 
 const run = promisify(execFile);
@@ -44,18 +45,6 @@ const objectCount = Number(process.env.CRASH_SOAK_OBJECTS ?? 200);
 const seed = Number(process.env.CRASH_SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const uidRoot = '1.2.826.0.1.3680043.10.1437.77';
 const destinationNames = ['pacs-a', 'pacs-b'];
-
-/** mulberry32: a small seeded generator, so that a failing run can be repeated with CRASH_SOAK_SEED. */
-function seededRandom(start: number): () => number {
-  let state = start >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let value = state;
-    value = Math.imul(value ^ (value >>> 15), value | 1);
-    value ^= value + Math.imul(value ^ (value >>> 7), value | 61);
-    return ((value ^ (value >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Writes `objectCount` VL Endoscopic stills and returns their data sets by SOP Instance UID. */
 async function makeObjects(directory: string): Promise<{ files: string[]; datasets: Map<string, Buffer> }> {
