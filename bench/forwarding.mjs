@@ -11,13 +11,19 @@
 //     Spool, which records every delivery on disk, once with the profile's
 //     default retention (24 h: delivered objects stay) and once with
 //     retention 0 (each delivered object is deleted);
-//  5. prints, for each run, the time relative to storescu's in the same round
-//     (best and median over the rounds), and the best and median seconds.
+//  5. prints, for each run, its time relative to the mean of the two storescu
+//     runs that open and close its round (best and median over the rounds,
+//     with a 95% interval of the median), and the best and median seconds.
 // Before each run the page cache's dirty pages are flushed with `sync`.
 // Every run goes to a fresh output folder of one `storescp +xa +B`, and
 // the files it wrote are counted and their data sets compared with the source.
-// The runs of a round go in turn in forward and reverse order.
-// Usage: npx tsc -p . && node bench/forwarding.mjs [--count 300] [--batch 20] [--rounds 7] [--keep]
+// endocap's runs go in turn in forward and reverse order. The first
+// --warmup rounds run in full and are not counted: the daemon is a
+// long-running process, and V8 compiles its hot functions over the first
+// thousands of objects, while storescu is native code.
+// Usage: npx tsc -p . && node bench/forwarding.mjs [--count 300] [--batch 20] [--rounds 11] [--warmup 2] [--received DIR] [--keep]
+// --received sets the parent folder of storescp's output (default /dev/shm
+// where it exists, else the bench's temp folder on disk).
 // --batch sets the objects per association of the second storeObjects run, and
 // the Sender's batch: the objects it takes from the spool at a time, while its
 // association goes on as long as the spool has objects.
@@ -38,13 +44,16 @@ const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '300' },
     batch: { type: 'string', default: '20' },
-    rounds: { type: 'string', default: '7' },
+    rounds: { type: 'string', default: '11' },
+    warmup: { type: 'string', default: '2' },
+    received: { type: 'string' },
     keep: { type: 'boolean', default: false },
   },
 });
 const count = Number(values.count);
 const batchSize = Number(values.batch);
 const rounds = Number(values.rounds);
+const warmupRounds = Number(values.warmup);
 
 const { buildVlEndoscopicImage, VL_ENDOSCOPIC_IMAGE_STORAGE, JPEG_BASELINE_TRANSFER_SYNTAX } = await import(path.join(root, 'dist/dicom/vl-endoscopic.js'));
 const { storeObjects } = await import(path.join(root, 'dist/pacs/store-scu.js'));
@@ -259,11 +268,42 @@ function median(values) {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
+/**
+ * Distribution-free 95% interval of the median of `values`: the k-th
+ * smallest and the k-th largest value, with k the largest count for which
+ * the chance of fewer than k values below the median is at most 2.5%
+ * (binomial, p = 1/2). Undefined with fewer than 6 values.
+ */
+function medianInterval(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const n = sorted.length;
+  let below = 0;
+  let k = 0;
+  for (let count = 0; count < n; count += 1) {
+    below += binomial(n, count) / 2 ** n;
+    if (below > 0.025) break;
+    k = count + 1;
+  }
+  return k === 0 ? undefined : [sorted[k - 1], sorted[n - k]];
+}
+
+function binomial(n, k) {
+  let result = 1;
+  for (let index = 1; index <= k; index += 1) result = (result * (n - k + index)) / index;
+  return result;
+}
+
 const round3 = (value) => Number(value.toFixed(3));
 const round2 = (value) => Number(value.toFixed(2));
 
 const work = await mkdtemp(path.join(os.tmpdir(), 'endocap-forwarding-'));
-const receivedDirectory = path.join(work, 'received');
+// storescp's folder is emptied before every run. On ext4 the inode allocator
+// then passes over every inode deleted in the last minute, which took about a
+// quarter of storescp's CPU time in a profile here, probably more as deletions add up.
+// On tmpfs the receiver costs the same in every run, for every client.
+const receivedParent = values.received ?? ((await stat('/dev/shm').catch(() => undefined))?.isDirectory() ? '/dev/shm' : undefined);
+const receivedRoot = receivedParent === undefined ? work : await mkdtemp(path.join(receivedParent, 'endocap-forwarding-'));
+const receivedDirectory = path.join(receivedRoot, 'received');
 let storescp;
 try {
   const { paths, bytes } = await makeObjects(work);
@@ -288,29 +328,45 @@ try {
   const reference = runs[0];
   const samples = new Map(runs.map((entry) => [entry.name, { seconds: [], cpuSeconds: [], ratios: [] }]));
   const loads = [];
-  for (let round = 1; round <= rounds; round += 1) {
-    // Alternating the order spreads the effect of the machine's load over all runs.
-    const order = round % 2 === 1 ? runs : [...runs].reverse();
-    const seconds = new Map();
+  say(`storescp writes to ${receivedDirectory}; ${warmupRounds} warm-up rounds, then ${rounds} counted`);
+  for (let round = 1 - warmupRounds; round <= rounds; round += 1) {
+    // storescu runs first and last in every round, and endocap's runs in
+    // between go in forward order in odd rounds and in reverse in even ones,
+    // so that a drift of the machine within a round reaches both sides alike.
+    const between = round % 2 === 1 ? runs.slice(1) : runs.slice(1).reverse();
+    const order = [reference, ...between, reference];
+    const times = new Map(runs.map((entry) => [entry.name, []]));
+    const counted = round >= 1;
     for (const entry of order) {
       await rm(receivedDirectory, { recursive: true, force: true });
       await mkdir(receivedDirectory);
       await settleDisk();
       const timing = await entry.time();
       await checkReceived(receivedDirectory, paths, entry.exact);
-      seconds.set(entry.name, timing.seconds);
+      times.get(entry.name).push(timing.seconds);
+      if (!counted) continue;
       const sample = samples.get(entry.name);
       sample.seconds.push(timing.seconds);
       if (timing.cpuSeconds !== undefined) sample.cpuSeconds.push(timing.cpuSeconds);
     }
-    for (const entry of runs) samples.get(entry.name).ratios.push(seconds.get(entry.name) / seconds.get(reference.name));
+    const referenceSeconds = times.get(reference.name).reduce((sum, value) => sum + value, 0) / 2;
+    const line = runs.map((entry) => {
+      const seconds = times.get(entry.name).map((value) => value.toFixed(3)).join(' and ');
+      const ratios = times.get(entry.name).map((value) => (value / referenceSeconds).toFixed(2)).join(', ');
+      return `${entry.name} ${seconds} s (${ratios})`;
+    });
+    const label = counted ? `round ${round}` : `warm-up round ${round + warmupRounds} of ${warmupRounds}`;
+    say(`${label}, load ${os.loadavg()[0].toFixed(1)}: ${line.join('; ')}`);
+    if (!counted) continue;
+    for (const entry of runs) {
+      for (const seconds of times.get(entry.name)) samples.get(entry.name).ratios.push(seconds / referenceSeconds);
+    }
     loads.push(os.loadavg()[0]);
-    const line = runs.map((entry) => `${entry.name} ${seconds.get(entry.name).toFixed(3)} s (${(seconds.get(entry.name) / seconds.get(reference.name)).toFixed(2)})`);
-    say(`round ${round}, load ${os.loadavg()[0].toFixed(1)}: ${line.join('; ')}`);
   }
 
   const rows = runs.map((entry) => {
     const sample = samples.get(entry.name);
+    const interval = medianInterval(sample.ratios);
     return {
       run: entry.name,
       'best s': round3(Math.min(...sample.seconds)),
@@ -318,15 +374,16 @@ try {
       'MB/s (best)': Number((megabytes / Math.min(...sample.seconds)).toFixed(1)),
       'ratio best': round2(Math.min(...sample.ratios)),
       'ratio median': round2(median(sample.ratios)),
+      'median 95% interval': interval === undefined ? '-' : `${interval[0].toFixed(2)} to ${interval[1].toFixed(2)}`,
       'CPU s (median)': sample.cpuSeconds.length > 0 ? round3(median(sample.cpuSeconds)) : '-',
     };
   });
-  console.log(`objects: ${count}, total ${megabytes.toFixed(1)} MB; ${rounds} rounds; node ${process.version}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'})`);
+  console.log(`objects: ${count}, total ${megabytes.toFixed(1)} MB; ${rounds} rounds after ${warmupRounds} warm-up round(s); storescp writes to ${receivedParent ?? 'the temp folder'}; node ${process.version}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'})`);
   console.log(`1-minute load average during the rounds: ${Math.min(...loads).toFixed(1)} to ${Math.max(...loads).toFixed(1)}`);
-  console.log('ratio: time of the run divided by the time of storescu in the same round');
+  console.log('ratio: time of the run divided by the mean time of the two storescu runs of its round');
   console.table(rows);
 } finally {
   storescp?.kill('SIGTERM');
-  if (values.keep) say(`kept ${work}`);
-  else await rm(work, { recursive: true, force: true });
+  if (values.keep) say(`kept ${work}` + (receivedRoot === work ? '' : ` and ${receivedRoot}`));
+  else await Promise.all([work, receivedRoot].map((folder) => rm(folder, { recursive: true, force: true })));
 }
