@@ -334,7 +334,7 @@ export const spoolSchema = z.strictObject({
     .min(0)
     .max(8_760)
     .default(24)
-    .describe('Hours an object delivered to every destination is kept for re-sending; 0 removes it at once.'),
+    .describe('Hours an object delivered to every destination is kept for re-sending; 0 removes it once deliveries pause for 0.5 s.'),
   // 20 GiB: at an estimated 0.5 MB per 1080p JPEG still, about 40 000 stills,
   // weeks of a busy room's output during a PACS outage, while leaving room for
   // the system on a 32 GB industrial SSD.

@@ -34,7 +34,7 @@ export interface SpoolOptions {
   log: Logger;
   /** Clock for ids, record times and retention; tests pass a fake one. */
   now?: () => Date;
-  /** Hours an object done for every destination is kept for re-sending; 0 removes it at once. Default 0. */
+  /** Hours an object done for every destination is kept for re-sending; 0 removes it once deliveries pause. Default 0. */
   retentionHours?: number;
   /** Maximum total size of the objects, in bytes. Default: no limit. */
   maxBytes?: number;
@@ -42,6 +42,8 @@ export interface SpoolOptions {
   minFreeBytes?: number;
   /** How often retention ends are applied and a spool-full alarm is checked, in milliseconds. Default 60 000. */
   sweepIntervalMs?: number;
+  /** With retention 0, done objects are removed once no other object became done for this long, in milliseconds. Default 500. */
+  removalQuietMs?: number;
 }
 
 /** Cause of an object's removal from the spool. */
@@ -58,6 +60,7 @@ export interface SpoolEvents {
 /** Maximum length of a failure reason kept in a state file, in characters. */
 const MAX_REASON_LENGTH = 500;
 const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
+const DEFAULT_REMOVAL_QUIET_MS = 500;
 const LOCK_FILE = 'spool.lock';
 const JOURNAL_FILE = 'deliveries.journal';
 
@@ -80,7 +83,9 @@ const JOURNAL_FILE = 'deliveries.journal';
  *
  * An object is done once every destination in its state has stored it, or
  * committed it where Storage Commitment is on. A done object is kept for
- * `retentionHours`, then removed oldest first. With no destinations
+ * `retentionHours`, then removed oldest first. With retention 0 it is removed
+ * once deliveries pause (no object became done for `removalQuietMs`), at the
+ * periodic sweep, when its space is needed, or at close. With no destinations
  * configured, objects are kept. Only one process opens a spool folder at a time.
  */
 export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, CommitmentQueue {
@@ -92,6 +97,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   private readonly now: () => Date;
   private readonly retentionMs: number;
   private readonly sweepIntervalMs: number;
+  private readonly removalQuietMs: number;
   private readonly ids: ObjectIdGenerator;
   private readonly space: SpaceGuard;
   /** Entries by id, in id order (new ids are always larger). */
@@ -105,6 +111,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   private lock: SpoolLock | undefined;
   private journal: DeliveryJournal | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private quietTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private opened = false;
   private closed = false;
@@ -119,6 +126,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     this.now = options.now ?? (() => new Date());
     this.retentionMs = Math.max(0, options.retentionHours ?? 0) * 3_600_000;
     this.sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
+    this.removalQuietMs = options.removalQuietMs ?? DEFAULT_REMOVAL_QUIET_MS;
     this.ids = new ObjectIdGenerator(() => this.now().getTime());
     this.space = new SpaceGuard({
       directory: this.root,
@@ -198,7 +206,12 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.sweepTimer);
+    clearTimeout(this.quietTimer);
     await Promise.allSettled([...this.adding, this.locks.idle(), this.sweeping]);
+    if (this.retentionMs === 0) {
+      // Objects done since deliveries last paused; a failure leaves them to the next open.
+      await this.removeExpired().catch((error: unknown) => this.log.warn({ err: { message: errorMessage(error) } }, 'failed to remove delivered objects at close'));
+    }
     this.files.close();
     try {
       await this.journal?.close();
@@ -397,13 +410,19 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   /** Removes done objects whose retention has ended, oldest first; resolves to how many were removed. */
   async sweep(): Promise<number> {
     this.assertOpen();
+    const removed = await this.removeExpired();
+    await this.space.checkCleared();
+    return removed;
+  }
+
+  private async removeExpired(): Promise<number> {
     const now = this.now().getTime();
+    const cause: RemovalCause = this.retentionMs === 0 ? 'delivered' : 'retention-ended';
     let removed = 0;
     for (const entry of [...this.entries.values()]) {
       if (!this.isDone(entry) || lastChangeTime(entry) + this.retentionMs > now) continue;
-      if ((await this.removeIfDone(entry.id, 'retention-ended')) > 0) removed += 1;
+      if ((await this.removeIfDone(entry.id, cause)) > 0) removed += 1;
     }
-    await this.space.checkCleared();
     return removed;
   }
 
@@ -495,15 +514,23 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
       this.checkSpaceLater();
       return;
     }
-    try {
-      // The journal already contains the record that makes the object done, so a
-      // deletion lost in a power cut is repeated by the sweep at the next open.
-      await this.removeObject(next.id, 'delivered', { syncFolder: false });
-      this.log.info({ objectId: next.id }, 'object delivered to every destination and removed');
-    } catch (error) {
-      this.log.error({ objectId: next.id, err: { message: errorMessage(error) } }, 'failed to remove a delivered object, the next sweep tries again');
+    // Deleting an object's files takes kernel time that the deliveries still under
+    // way need, so the objects done meanwhile are removed together once deliveries
+    // pause. The journal already contains the record that makes them done, so one
+    // left by a crash is removed at the next open.
+    this.sweepWhenQuiet();
+  }
+
+  /** Sweeps once no object has become done for `removalQuietMs`; each call restarts the wait. */
+  private sweepWhenQuiet(): void {
+    if (this.closed) return;
+    if (this.quietTimer === undefined) {
+      // A sweep under way may have listed the entries before the last object became done: wait for it, then sweep again.
+      this.quietTimer = setTimeout(() => (this.sweeping === undefined ? void this.runPeriodicSweep() : this.sweepWhenQuiet()), this.removalQuietMs);
+      this.quietTimer.unref();
+    } else {
+      this.quietTimer.refresh();
     }
-    this.checkSpaceLater();
   }
 
   /** Removes an object if it is still done; resolves to the bytes freed, 0 when it was kept. */
@@ -512,9 +539,11 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     await this.withLock(id, async () => {
       const entry = this.entries.get(id);
       if (entry === undefined || !this.isDone(entry)) return;
-      await this.removeObject(id, cause);
+      // The journal records a delivered object as done, so a removal lost in a power cut is repeated at the next open.
+      await this.removeObject(id, cause, { syncFolder: cause !== 'delivered' });
       freed = entry.bytes;
-      this.log.info({ objectId: id, cause }, 'retained object removed');
+      if (cause === 'delivered') this.log.info({ objectId: id }, 'object delivered to every destination and removed');
+      else this.log.info({ objectId: id, cause }, 'retained object removed');
     });
     return freed;
   }

@@ -5,7 +5,7 @@ import t from 'tap';
 import { createLogger } from '../../src/log.js';
 import { Spool, type SpoolDestination, type SpoolOptions } from '../../src/spool/spool.js';
 import type { SpoolEntry } from '../../src/spool/types.js';
-import { UID_ROOT, makeObject, plain } from './fixtures/objects.js';
+import { UID_ROOT, makeObject, plain, whenRemoved } from './fixtures/objects.js';
 import { readState } from './fixtures/state.js';
 
 type Teardown = { teardown: (fn: () => Promise<void>) => void };
@@ -86,6 +86,7 @@ t.test('commitment destination waits for commitment', async (t) => {
 
   await spool.markStored(entry.id, 'a', 0);
   await spool.markStored(entry.id, 'b', 0);
+  await spool.sweep();
   t.ok(spool.get(entry.id), 'stored everywhere but not committed: kept');
   t.same(spool.awaitingCommitment('a').map((e) => e.id), [entry.id]);
   t.same(spool.awaitingCommitment('b'), [], 'no commitment for b');
@@ -101,6 +102,7 @@ t.test('commitment destination waits for commitment', async (t) => {
 
   await spool.markStored(entry.id, 'a', 0);
   await spool.markCommitted(entry.id, 'a');
+  await whenRemoved(spool, [entry.id]);
   t.same(removed, [`${entry.id} delivered`], 'removed once committed, with retention 0');
   t.same(await readdir(path.join(directory, 'objects')), []);
   await spool.close();

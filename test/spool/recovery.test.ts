@@ -7,7 +7,7 @@ import t from 'tap';
 import { createLogger } from '../../src/log.js';
 import { Spool } from '../../src/spool/spool.js';
 import type { SpoolEntry } from '../../src/spool/types.js';
-import { UID_ROOT, makeObject, plain } from './fixtures/objects.js';
+import { UID_ROOT, makeObject, plain, whenRemoved } from './fixtures/objects.js';
 
 async function tempDirectory(t: { teardown: (fn: () => Promise<void>) => void }): Promise<{ directory: string; objects: string }> {
   const directory = await mkdtemp(path.join(tmpdir(), 'endocap-recovery-'));
@@ -227,6 +227,7 @@ t.test('delivered object beside a state folder', async (t) => {
   t.teardown(() => spool.close());
   await spool.markSending([id], 'a');
   await spool.markStored(id, 'a', 0);
+  await whenRemoved(spool, [id]);
   t.same(spool.list(), [], 'the delivered object left the spool');
   t.same(await readdir(objects), [`${id}.json`], 'its file is removed and the folder left');
 });

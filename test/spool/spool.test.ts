@@ -5,7 +5,7 @@ import t from 'tap';
 import { Spool } from '../../src/spool/spool.js';
 import { createLogger } from '../../src/log.js';
 import type { SpoolEntry } from '../../src/spool/types.js';
-import { UID_ROOT, makeObject, memoryLogger, plain } from './fixtures/objects.js';
+import { UID_ROOT, makeObject, memoryLogger, plain, whenRemoved } from './fixtures/objects.js';
 import { readState } from './fixtures/state.js';
 
 async function tempSpool(t: { teardown: (fn: () => Promise<void>) => void }, destinations = ['a', 'b']) {
@@ -42,12 +42,41 @@ t.test('spool lifecycle with two destinations', async (t) => {
   t.equal(state.deliveries.a?.attempts, 1);
   t.equal(state.deliveries.b?.state, 'queued');
 
+  await spool.sweep();
+  t.same((await readdir(objects)).sort(), [`${entry.id}.dcm`, `${entry.id}.json`], 'kept while b waits');
+
   await spool.markStored(entry.id, 'b', 0);
+  await whenRemoved(spool, [entry.id]);
   t.same(await readdir(objects), [], 'object and state removed once both stored');
   t.same(spool.list(), []);
   t.same(removed, [entry.id]);
   await t.rejects(spool.read(entry.id), { code: 'SPOOL_UNKNOWN_OBJECT' });
   await t.rejects(spool.markStored(entry.id, 'a', 0), { code: 'SPOOL_UNKNOWN_OBJECT' });
+});
+
+t.test('delivered objects wait for a pause', async (t) => {
+  const directory = await mkdtemp(path.join(tmpdir(), 'endocap-spool-'));
+  t.teardown(() => rm(directory, { recursive: true, force: true }));
+  const objects = path.join(directory, 'objects');
+  // No pause comes within the test, so only close() can remove the objects.
+  const spool = new Spool({ directory, destinations: plain('a'), log: createLogger('silent'), removalQuietMs: 60_000 });
+  await spool.open();
+  const removed: string[] = [];
+  spool.on('objectRemoved', ({ id, cause }) => removed.push(`${id} ${cause}`));
+  const entries: SpoolEntry[] = [];
+  for (let index = 0; index < 3; index += 1) {
+    const { part10, meta } = makeObject(`${UID_ROOT}.6.${index}`);
+    entries.push(await spool.add(part10, meta));
+  }
+
+  for (const entry of entries) await spool.markStored(entry.id, 'a', 0);
+  t.equal(spool.list().length, 3, 'delivered objects still listed');
+  t.equal(spool.stats().retained, 3, 'and counted as retained');
+  t.equal((await readdir(objects)).length, 6, 'their files are still there');
+
+  await spool.close();
+  t.same(removed, entries.map((entry) => `${entry.id} delivered`), 'close removed them, oldest first');
+  t.same(await readdir(objects), [], 'no files left');
 });
 
 t.test('spool reads an object into a given buffer when it fits', async (t) => {
@@ -111,6 +140,7 @@ t.test('spool keeps set-aside objects', async (t) => {
   t.same(setAside, [`${entry.id}/a`]);
   t.same(spool.pending('a'), []);
   t.same(spool.pending('b'), []);
+  await spool.sweep();
   t.same((await readdir(objects)).sort(), [`${entry.id}.dcm`, `${entry.id}.json`], 'object kept');
   t.same(spool.stats().destinations.a, { queued: 0, sending: 0, setAside: 1, awaitingCommitment: 0, bytesQueued: 0, oldestQueuedAt: null });
 
@@ -123,6 +153,7 @@ t.test('spool keeps set-aside objects', async (t) => {
   await reopened.requeue(entry.id, 'a');
   t.same(reopened.pending('a').map((e) => e.id), [entry.id], 'queued again by operator');
   await reopened.markStored(entry.id, 'a', 0);
+  await whenRemoved(reopened, [entry.id]);
   t.same(await readdir(objects), [], 'removed once stored after requeue');
 });
 
@@ -154,6 +185,7 @@ t.test('spool serialises concurrent marks on one object', async (t) => {
 
   await Promise.all(entries.flatMap((entry) => [spool.requeue(entry.id, 'b')]));
   await Promise.all(entries.flatMap((entry) => [spool.markStored(entry.id, 'a', 0), spool.markStored(entry.id, 'b', 0)]));
+  await whenRemoved(spool, entries.map((entry) => entry.id));
   t.same(await readdir(objects), [], 'every object removed after both stores');
   t.same(spool.list(), []);
 });
