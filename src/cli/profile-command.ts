@@ -1,4 +1,5 @@
 import { chmod, chown, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { profileJsonSchema } from '../profile/json-schema.js';
 import { EXIT_CONFIG, loadProfileWithNotes, ProfileError } from '../profile/load-profile.js';
@@ -6,6 +7,7 @@ import { formatMigrationNote, type MigrationNote } from '../profile/migrate.js';
 import { migrateProfileText } from '../profile/migrate-text.js';
 import { readProfileFile } from '../profile/profile-chain.js';
 import { DOCS_BEGIN, DOCS_END, renderProfileReference, replaceReference } from '../profile/profile-docs.js';
+import { syncDirectory, writeFileFlushed } from '../spool/durable-file.js';
 import { parseCommand } from './command-line.js';
 
 export { profileJsonSchema };
@@ -103,28 +105,31 @@ async function migrateProfile(file: string, write: boolean): Promise<number> {
 }
 
 /**
- * Writes the new text beside the file and renames it over the file, so an
- * interrupted write leaves the old file whole. The new file gets the old
- * one's mode, owner and group (a profile is typically 0640 root:endocap).
- * When the owner cannot be kept (not running as root), the file is
- * rewritten in place instead.
+ * Writes the new text beside the file, flushes it and renames it over the
+ * file, then flushes the folder, so that an interrupted write or a power cut
+ * leaves the old file or the new one whole. The new file gets the old one's
+ * mode, owner and group (a profile is typically 0640 root:endocap). When the
+ * owner cannot be kept (not running as root), the file is rewritten in place
+ * and flushed instead.
  */
 async function replaceFile(file: string, text: string): Promise<void> {
   const target = await realpath(file);
   const before = await stat(target);
   const temporary = `${target}.migrating`;
-  await writeFile(temporary, text);
+  await writeFileFlushed(temporary, text);
   try {
     await chmod(temporary, before.mode & 0o7777);
     await chown(temporary, before.uid, before.gid);
   } catch (error) {
     await rm(temporary, { force: true });
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
-    await writeFile(target, text);
+    await writeFileFlushed(target, text);
     return;
   }
   await rename(temporary, target);
+  await syncDirectory(path.dirname(target));
 }
+
 
 async function writeReference(file: string | undefined, write: boolean): Promise<number> {
   const reference = renderProfileReference();

@@ -15,18 +15,40 @@ export async function syncDirectory(directory: string): Promise<void> {
 }
 
 /**
- * Creates `folder` and any missing parents, and flushes the entry of each
- * folder it created to its parent, so that the folders survive a power cut.
- * Entries made later inside `folder` still need `folder` itself flushed.
+ * Creates `folder` and any missing parents, then flushes every folder above
+ * it, up to `/`, so that the path survives a power cut. A folder found in
+ * place may still be unflushed: made by a process killed before its flush, or
+ * by another program such as systemd (StateDirectory). Entries made later
+ * inside `folder` still need `folder` itself flushed.
  */
 export async function makeFolderDurably(folder: string): Promise<void> {
   const target = path.resolve(folder);
   const first = await mkdir(target, { recursive: true });
-  if (first === undefined) return;
-  const top = path.resolve(first);
-  for (let created = target; ; created = path.dirname(created)) {
-    await syncDirectory(path.dirname(created));
-    if (created === top || path.dirname(created) === created) return;
+  const top = first === undefined ? target : path.resolve(first);
+  for (let child = target; path.dirname(child) !== child; child = path.dirname(child)) {
+    const parent = path.dirname(child);
+    try {
+      await syncDirectory(parent);
+    } catch (error) {
+      // A folder above the ones made here may be unreadable to the service user (mode 0711): it cannot be flushed.
+      const made = parent.length >= top.length;
+      if (made || (error as NodeJS.ErrnoException).code !== 'EACCES') throw error;
+    }
+  }
+}
+
+/**
+ * Writes `data` to `file` and fsyncs it. Its name in the folder survives a
+ * power cut only once the folder is flushed too. `flag` is the open flag,
+ * 'wx' to fail when the file exists.
+ */
+export async function writeFileFlushed(file: string, data: Buffer | string, flag: 'w' | 'wx' = 'w'): Promise<void> {
+  const handle = await open(file, flag);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
@@ -41,13 +63,7 @@ export async function makeFolderDurably(folder: string): Promise<void> {
 export async function writeFileDurably(target: string, data: Buffer | string, options: { syncFolder?: boolean } = {}): Promise<void> {
   const temp = target + TEMP_SUFFIX;
   try {
-    const handle = await open(temp, 'w');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeFileFlushed(temp, data);
     await rename(temp, target);
   } catch (error) {
     // The write error is the one to report. A temp file that cannot be removed

@@ -2,7 +2,7 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably } from './durable-file.js';
+import { TEMP_SUFFIX, removeFilesDurably, syncDirectory, writeFileDurably, writeFileFlushed } from './durable-file.js';
 import { OBJECT_SUFFIX, STATE_SUFFIX } from './recovery.js';
 import { FileReadThread, READ_THREAD_STOPPED, isShared } from './file-read-thread.js';
 import type { SpoolEntry, SpooledObjectStream } from './types.js';
@@ -32,13 +32,7 @@ export class ObjectFiles {
     const temp = objectPath + TEMP_SUFFIX;
     let committed = false;
     try {
-      const handle = await open(temp, 'wx');
-      try {
-        await handle.writeFile(part10);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await writeFileFlushed(temp, part10, 'wx');
       await rename(temp, objectPath);
       committed = true;
       await syncDirectory(this.directory);

@@ -173,8 +173,13 @@ class PowerCutFs(llfuse.Operations):
                 if child.is_dir:
                     node.nlink += 1
 
+    def live_nodes(self):
+        """Nodes that still take space: linked from a folder, or unlinked but still open."""
+        open_inodes = set(self.handles.values())
+        return [node for node in self.nodes.values() if node.nlink > 0 or node.ino == ROOT or node.ino in open_inodes]
+
     def used_bytes(self):
-        return sum(len(node.data) for node in self.nodes.values())
+        return sum(len(node.data) for node in self.live_nodes())
 
     # Power cut.
 
@@ -305,7 +310,7 @@ class PowerCutFs(llfuse.Operations):
         data.f_bfree = free
         data.f_bavail = free
         data.f_files = 1_000_000
-        data.f_ffree = 1_000_000 - len(self.nodes)
+        data.f_ffree = 1_000_000 - len(self.live_nodes())
         data.f_favail = data.f_ffree
         data.f_namemax = 255
         return data

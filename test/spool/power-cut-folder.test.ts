@@ -31,3 +31,31 @@ await testWithPowerCutFs(t, 'spool folder made by open survives a power cut', as
   const spooled = await spooledObjects(path.join(spoolDirectory, 'objects'));
   t.same([...spooled.ids.keys()], [...result.added.keys()], 'the added object is still in the spool');
 });
+
+await testWithPowerCutFs(t, 'spool folder left by a killed open survives a power cut', async (t, fs) => {
+  const state = path.join(fs.mountpoint, 'state');
+  await mkdir(state);
+  await syncDirectory(fs.mountpoint);
+  // An earlier open made the spool folder and was killed before it flushed the folder's entry in `state`.
+  const spoolDirectory = path.join(state, 'spool');
+  await mkdir(spoolDirectory);
+  const port = await freePort();
+  const result = await runPowerCutChild(spoolDirectory, port, `${UID_ROOT}.83`, 1, (round) => round.added.size === 1);
+  await fs.cut();
+
+  const spooled = await spooledObjects(path.join(spoolDirectory, 'objects'));
+  t.same([...spooled.ids.keys()], [...result.added.keys()], 'the added object is still in the spool');
+});
+
+await testWithPowerCutFs(t, 'state folder made by another program survives a power cut', async (t, fs) => {
+  // systemd makes the StateDirectory at the first start, and the daemon cannot know whether that entry was flushed.
+  const state = path.join(fs.mountpoint, 'state');
+  await mkdir(state);
+  const spoolDirectory = path.join(state, 'spool');
+  const port = await freePort();
+  const result = await runPowerCutChild(spoolDirectory, port, `${UID_ROOT}.84`, 1, (round) => round.added.size === 1);
+  await fs.cut();
+
+  const spooled = await spooledObjects(path.join(spoolDirectory, 'objects'));
+  t.same([...spooled.ids.keys()], [...result.added.keys()], 'the added object is still in the spool');
+});

@@ -17,19 +17,16 @@
  * be recorded, so a cut can make the next run send again those, the one
  * being handed over and the one whose response was on its way.
  */
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { splitPart10 } from '../../src/pacs/part10.js';
 import { unrecordedLimit } from '../../src/pacs/sender.js';
 import { syncDirectory, writeFileDurably } from '../../src/spool/durable-file.js';
 import { testWithPowerCutFs } from '../helpers/powercut-fs.js';
-import { freePort } from '../helpers/ports.js';
 import { seededRandom } from '../helpers/seeded-random.js';
-import { startStorescp, type RunningPeer } from '../pacs/peers.js';
 import { UID_ROOT, makeObject } from './fixtures/objects.js';
-import { runPowerCutChild, spooledObjects } from './fixtures/power-cut-run.js';
+import { runPowerCutChild, spooledObjects, startCountingStorescp } from './fixtures/power-cut-run.js';
 
 const rounds = Number(process.env.POWER_CUT_ROUNDS ?? 10);
 const seed = Number(process.env.POWER_CUT_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -117,17 +114,7 @@ await testWithPowerCutFs(t, 'spool keeps its promises across power cuts', async 
   const random = seededRandom(seed);
   t.comment(`seed ${seed}, ${rounds} power cuts, unrecordedLimit ${unrecordedLimit}`);
   const started = Date.now();
-  const work = await mkdtemp(path.join(tmpdir(), 'endocap-powercut-peer-'));
-  const peers: RunningPeer[] = [];
-  t.teardown(async () => {
-    for (const peer of peers) await peer.stop();
-    await rm(work, { recursive: true, force: true });
-  });
-  const received = path.join(work, 'received');
-  await mkdir(received);
-  const port = await freePort();
-  // +xa accepts JPEG Baseline, +B keeps the bytes as received, +uf gives every reception its own file so that a re-send shows.
-  peers.push(await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: received, args: ['+xa', '+B', '+uf'] }));
+  const { port, received } = await startCountingStorescp(t);
 
   // The spool folder exists and is synced before the first run, as the installed service's state folder is.
   const spoolDirectory = path.join(fs.mountpoint, 'spool');
