@@ -10,7 +10,7 @@
 //  4. the daemon's path: a Sender forwarding the same objects from a durable
 //     Spool, which records every delivery on disk, once with the profile's
 //     default retention (24 h: delivered objects stay) and once with
-//     retention 0 (each delivered object is deleted);
+//     retention 0 (delivered objects are deleted once deliveries pause);
 //  5. prints, for each run, its time relative to the mean of the two storescu
 //     runs that open and close its round (best and median over the rounds,
 //     with a 95% interval of the median), and the best and median seconds.
@@ -223,8 +223,8 @@ async function timeStoreObjects(port, paths, perAssociation) {
 /**
  * Times the daemon's path: a Sender taking batches of `batchSize` forwards the
  * objects from a durable Spool. The timing includes the spool's durable record
- * of each delivery, and with retention 0 the deletion of each delivered
- * object; filling the spool is not timed.
+ * of each delivery. Filling the spool is not timed, nor, with retention 0, the
+ * deletion of the delivered objects, which waits for deliveries to pause.
  */
 async function timeSender(port, paths, work, retentionHours) {
   const log = createLogger('warn');
