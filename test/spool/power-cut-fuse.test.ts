@@ -6,7 +6,7 @@
  * storescp on loopback. At a random moment the test kills the child with
  * SIGKILL and cuts the power, then starts the child again, which recovers
  * and goes on. Settings (environment): POWER_CUT_SEED (random by default,
- * printed), POWER_CUT_ROUNDS (default 10).
+ * printed), POWER_CUT_ROUNDS (default 6).
  *
  * The spool promises that an object is durable once add() resolved, and a
  * delivery result once its call resolved. The Sender emits objectStored only
@@ -28,7 +28,7 @@ import { seededRandom } from '../helpers/seeded-random.js';
 import { UID_ROOT, makeObject } from './fixtures/objects.js';
 import { runPowerCutChild, spooledObjects, startCountingStorescp } from './fixtures/power-cut-run.js';
 
-const rounds = Number(process.env.POWER_CUT_ROUNDS ?? 10);
+const rounds = Number(process.env.POWER_CUT_ROUNDS ?? 6);
 const seed = Number(process.env.POWER_CUT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const OBJECTS_PER_ROUND = 12;
 
@@ -132,9 +132,17 @@ await testWithPowerCutFs(t, 'spool keeps its promises across power cuts', async 
   for (let round = 1; round <= rounds; round += 1) {
     const uidPrefix = `${UID_ROOT}.81.${round}`;
     knownPrefixes.push(`${uidPrefix}.`);
-    // Half the kills land within 300 ms of the open (recovery, first sends), the rest within 1.5 s.
-    const killAfterMs = random() < 0.5 ? random() * 300 : random() * 1_500;
-    const result = await runPowerCutChild(spoolDirectory, port, uidPrefix, OBJECTS_PER_ROUND, (_, sinceOpenMs) => sinceOpenMs >= killAfterMs);
+    // Half the kills land within 300 ms of the open (recovery, first sends), the
+    // rest within 1.5 s of the first add, so that they meet adds and sends.
+    const afterAdds = random() >= 0.5;
+    const killAfterMs = afterAdds ? random() * 1_500 : random() * 300;
+    let firstAddMs: number | undefined;
+    const result = await runPowerCutChild(spoolDirectory, port, uidPrefix, OBJECTS_PER_ROUND, (run, sinceOpenMs) => {
+      if (!afterAdds) return sinceOpenMs >= killAfterMs;
+      if (run.added.size === 0) return false;
+      firstAddMs ??= sinceOpenMs;
+      return sinceOpenMs - firstAddMs >= killAfterMs;
+    });
     const tornSeed = random() < 0.5 ? Math.floor(random() * 2 ** 31) : undefined;
     await fs.cut(tornSeed);
     if (tornSeed !== undefined) tornCuts += 1;
@@ -152,7 +160,8 @@ await testWithPowerCutFs(t, 'spool keeps its promises across power cuts', async 
     }
     const spooledUids = new Set(spooled.ids.values());
     const lost = [...promisedAdds].filter((uid) => !spooledUids.has(uid) && !counts.has(uid));
-    t.comment(`cut ${round}${tornSeed === undefined ? '' : ` (torn, seed ${tornSeed})`} after ${Math.round(killAfterMs)} ms: ${result.added.size} added, ${result.stored.size} stored, ${spooled.ids.size} in the spool`);
+    const when = `${Math.round(killAfterMs)} ms after ${afterAdds ? 'the first add' : 'the open'}`;
+    t.comment(`cut ${round}${tornSeed === undefined ? '' : ` (torn, seed ${tornSeed})`} ${when}: ${result.added.size} added, ${result.stored.size} stored, ${spooled.ids.size} in the spool`);
     t.same(result.unreadableObjects, [], `run ${round}: spool opened with every object file readable`);
     t.same(spooled.corrupt, [], `cut ${round}: every object file in the spool is complete`);
     t.same(lost, [], `cut ${round}: every added object is in the spool or at storescp`);

@@ -16,7 +16,7 @@ import { freePort } from '../helpers/ports.js';
 import { UID_ROOT } from './fixtures/objects.js';
 import { runPowerCutChild, spooledObjects, startCountingStorescp } from './fixtures/power-cut-run.js';
 
-const ROUNDS = 3;
+const ROUNDS = 2;
 
 /** Makes the spool folder and flushes it, as the installed service's state folder is. */
 async function makeSpoolFolder(mountpoint: string): Promise<string> {
