@@ -130,7 +130,6 @@ async function replaceFile(file: string, text: string): Promise<void> {
   await syncDirectory(path.dirname(target));
 }
 
-
 async function writeReference(file: string | undefined, write: boolean): Promise<number> {
   const reference = renderProfileReference();
   if (!write) {

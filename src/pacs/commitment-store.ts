@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { isValidUid } from '../dicom/uid.js';
 import { EndocapError, ErrorCodes, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { makeFolderDurably, removeFilesDurably, syncDirectory, TEMP_SUFFIX, writeFileDurably } from '../spool/durable-file.js';
+import { makeFolderDurably, removeFilesDurably, TEMP_SUFFIX, writeFileDurably } from '../spool/durable-file.js';
 
 /** One object named in a commitment request: its spool id and its UIDs. */
 export interface CommitmentObject {
@@ -59,7 +59,6 @@ export class CommitmentStore {
     let names: string[];
     try {
       await makeFolderDurably(this.directory);
-      await syncDirectory(path.dirname(this.directory));
       names = await readdir(this.directory);
       const temps = names.filter((name) => name.endsWith(TEMP_SUFFIX));
       if (temps.length > 0) await removeFilesDurably(this.directory, temps);

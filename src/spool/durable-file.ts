@@ -31,8 +31,8 @@ export async function makeFolderDurably(folder: string): Promise<void> {
       await syncDirectory(parent);
     } catch (error) {
       // A folder above the ones made here may be unreadable to the service user (mode 0711): it cannot be flushed.
-      const made = parent.length >= top.length;
-      if (made || (error as NodeJS.ErrnoException).code !== 'EACCES') throw error;
+      const madeHere = parent.length >= top.length;
+      if (madeHere || (error as NodeJS.ErrnoException).code !== 'EACCES') throw error;
     }
   }
 }

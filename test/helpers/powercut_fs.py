@@ -13,13 +13,13 @@ content until it is synced itself.
 
 Commands are lines on stdin, and each one gets one line of output on stdout:
 - `cut`: power cut. The durable state replaces the volatile one and open
-  handles are gone. Answers `cut done`.
+  handles are gone. Prints `cut done`.
 - `cut torn SEED`: harsher power cut, seeded. Each file keeps its synced data
   plus a random prefix of its writes and truncations since then, and the
   last kept write may be torn (cut short) or zero-filled (size reached the
   disk, data did not). The folder operations since each folder's last sync
-  are kept as a random prefix, in order. Answers `cut done`.
-- `stats`: answers `stats` and a JSON object of operation counts.
+  are kept as a random prefix, in order. Prints `cut done`.
+- `stats`: prints `stats` and a JSON object of operation counts.
 End of input or SIGTERM unmounts the filesystem and ends the program. It
 prints `mounted` once the mount is in place.
 

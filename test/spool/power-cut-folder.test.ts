@@ -3,7 +3,7 @@
  * POSIX makes a new folder's entry in its parent durable only at an fsync of
  * the parent. The profiles put the spool at /var/lib/endocap/spool, where
  * systemd makes /var/lib/endocap (StateDirectory) and the spool makes `spool`
- * at its first start; without that fsync a power cut could take the whole
+ * at its first start. Without that fsync, a power cut could take the whole
  * spool folder, with objects whose add() had resolved. ext4 usually commits
  * the mkdir with the first fsync, so the loss needs a filesystem without that
  * ordering, as the power-cut filesystem here is.
