@@ -18,52 +18,48 @@ interface WaitingRead {
 }
 
 /**
- * Runs as the reading thread: each message is a list of reads, done in
- * order, and each read gets a reply of its own. It runs in
- * a worker of its own, from its source text, so it uses nothing from this
- * module: only `require` and `worker_threads`' `parentPort`, which a worker
- * started with `eval` has.
+ * Program of the reading thread, as JavaScript text. Each message is a list
+ * of reads, done in order, and each read gets its ReadReply as soon as it
+ * ends, so a read that blocks holds back only the reads after it. It is text
+ * and not a function of this module turned into text, because a TypeScript
+ * loader may add calls to its own helpers, which an `eval` worker lacks.
  */
-function readThreadMain(): void {
-  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const fs = require('node:fs') as typeof import('node:fs');
-  if (parentPort === null) return;
-  const port = parentPort;
-  port.on('message', (requests: ReadRequest[]) => {
-    // A reply for each read as soon as it ends, so that a read that blocks
-    // holds back only the reads after it.
-    for (const request of requests) port.postMessage(readOne(request));
-  });
+const READ_THREAD_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
 
-  function readOne(request: ReadRequest): ReadReply {
-    let descriptor: number | undefined;
-    try {
-      descriptor = fs.openSync(request.file, 'r');
-      const target = new Uint8Array(request.memory, request.offset, request.length);
-      let bytesRead = 0;
-      while (bytesRead < request.length) {
-        // From the current position: the file was just opened, and a FIFO cannot seek.
-        const read = fs.readSync(descriptor, target, bytesRead, request.length - bytesRead, null);
-        if (read === 0) break;
-        bytesRead += read;
-      }
-      const open = descriptor;
-      descriptor = undefined;
-      fs.closeSync(open);
-      return { sequence: request.sequence, bytesRead };
-    } catch (error) {
-      if (descriptor !== undefined) {
-        try {
-          fs.closeSync(descriptor);
-        } catch {
-          // The read already failed; its error is the one to report.
-        }
-      }
-      const failure = error as NodeJS.ErrnoException;
-      return { sequence: request.sequence, error: { message: String(failure.message ?? failure), code: failure.code } };
+function readOne(request) {
+  let descriptor;
+  try {
+    descriptor = fs.openSync(request.file, 'r');
+    const target = new Uint8Array(request.memory, request.offset, request.length);
+    let bytesRead = 0;
+    while (bytesRead < request.length) {
+      // From the current position: the file was just opened, and a FIFO cannot seek.
+      const read = fs.readSync(descriptor, target, bytesRead, request.length - bytesRead, null);
+      if (read === 0) break;
+      bytesRead += read;
     }
+    const open = descriptor;
+    descriptor = undefined;
+    fs.closeSync(open);
+    return { sequence: request.sequence, bytesRead };
+  } catch (error) {
+    if (descriptor !== undefined) {
+      try {
+        fs.closeSync(descriptor);
+      } catch {
+        // The read already failed; its error is the one to report.
+      }
+    }
+    return { sequence: request.sequence, error: { message: String(error.message ?? error), code: error.code } };
   }
 }
+
+parentPort.on('message', (requests) => {
+  for (const request of requests) parentPort.postMessage(readOne(request));
+});
+`;
 
 /** Error code of reads that failed because the thread stopped or closed, not because of the file. */
 export const READ_THREAD_STOPPED = 'EREADTHREAD';
@@ -158,7 +154,7 @@ export class FileReadThread {
     if (this.worker !== undefined) return this.worker;
     // No inherited execArgv: a loader given to the main process (a test
     // runner's TypeScript loader) is of no use to this plain JavaScript.
-    const worker = new Worker(`(${readThreadMain.toString()})()`, { eval: true, execArgv: [] });
+    const worker = new Worker(READ_THREAD_SOURCE, { eval: true, execArgv: [] });
     worker.on('message', (reply: ReadReply) => this.settle(reply));
     worker.on('error', (error) => this.stopped(worker, `failed: ${error.message}`));
     worker.on('exit', (code) => this.stopped(worker, `exited with code ${code}`));

@@ -8,12 +8,11 @@ import t from 'tap';
 import { readObjectMetadata } from '../../src/dicom/object-metadata.js';
 import { createLogger } from '../../src/log.js';
 import { Spool } from '../../src/spool/spool.js';
+import { typescriptChildArgs } from '../helpers/typescript-child.js';
 import { makeObject, plain } from './fixtures/objects.js';
 
 const ROUNDS = 8;
 const childScript = fileURLToPath(new URL('./fixtures/crash-child.ts', import.meta.url));
-// The child runs TypeScript through the same loader tap gave this process.
-const loaderArgs = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript') || arg === '--enable-source-maps');
 
 const expectedHashes = new Map<string, string>();
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
@@ -37,7 +36,7 @@ interface RoundResult {
 /** Runs the child until it is ready, lets it add objects for `runMs`, then kills it with SIGKILL. */
 function runAndKill(directory: string, round: number, runMs: number): Promise<RoundResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...loaderArgs, childScript, directory, String(round)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...typescriptChildArgs, childScript, directory, String(round)], { stdio: ['ignore', 'pipe', 'pipe'] });
     const result: RoundResult = { added: new Set(), removing: new Set() };
     let buffered = '';
     let stderr = '';

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { createLogger } from '../../src/log.js';
 import { Spool } from '../../src/spool/spool.js';
+import { typescriptChildArgs } from '../helpers/typescript-child.js';
 import { UID_ROOT, makeObject, plain } from './fixtures/objects.js';
 
 // SIGKILL ends the process but keeps the page cache, so this checks the
@@ -15,7 +16,6 @@ const ROUNDS = 6;
 /** Objects added before each round, so that every kill lands while results are recorded. */
 const OBJECTS_PER_ROUND = 60;
 const childScript = fileURLToPath(new URL('./fixtures/delivery-crash-child.ts', import.meta.url));
-const loaderArgs = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript') || arg === '--enable-source-maps');
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 interface Announced {
@@ -26,7 +26,7 @@ interface Announced {
 /** Runs the child until it is ready, lets it record results for `runMs`, then kills it with SIGKILL. */
 function runAndKill(directory: string, retentionHours: number, runMs: number, announced: Announced): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...loaderArgs, childScript, directory, String(retentionHours)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...typescriptChildArgs, childScript, directory, String(retentionHours)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let buffered = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
