@@ -309,6 +309,11 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     });
   }
 
+  /** Syncs the delivery results recorded so far at once, instead of waiting for more to share the fdatasync. */
+  flushResults(): void {
+    this.journal?.flush();
+  }
+
   async markSending(ids: string[], destination: string): Promise<void> {
     this.assertOpen();
     const marked: string[] = [];

@@ -94,6 +94,12 @@ export interface SenderQueue {
   markFailed(id: string, destination: string, reason: string, status?: number): Promise<void>;
   /** Records a permanent rejection; the object is kept and not retried. */
   markSetAside(id: string, destination: string, reason: string, status?: number): Promise<void>;
+  /**
+   * Makes the results recorded so far durable at once, instead of waiting for
+   * more results to share the flush. A sender calls it when no more objects
+   * are in flight. Optional.
+   */
+  flushResults?(): void;
 }
 
 /** Spool operations the Storage Commitment requester uses. */

@@ -359,3 +359,38 @@ t.test('sender stop while idle returns', async (t) => {
   await sender.stop();
   t.pass('stop resolved');
 });
+
+/** Queue whose stored results wait, like the spool's journal, for a flush or others to share it. */
+class GroupedQueue extends MemoryQueue {
+  flushes = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  override async markStored(id: string, destination: string, status: number): Promise<void> {
+    await super.markStored(id, destination, status);
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  flushResults(): void {
+    this.flushes += 1;
+    for (const resolve of this.waiting.splice(0)) resolve();
+  }
+}
+
+t.test('sender flushes results when the association ends', async (t) => {
+  const directory = join(workDirectory, 'flush');
+  await mkdir(directory);
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa'] });
+  t.teardown(() => peer.stop());
+  const queue = new GroupedQueue();
+  const destination = destinationFor(port);
+  const setup = { queue, destination, ...startSender(t, destination, queue) };
+
+  // Without the flush, no result would be recorded and no event emitted.
+  await deliver(setup, objects);
+  t.equal(queue.flushes, 1, 'one flush for the one association');
+  t.same(
+    queue.calls.map((call) => call.kind),
+    ['stored', 'stored', 'stored'],
+  );
+});

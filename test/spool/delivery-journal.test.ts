@@ -1,10 +1,11 @@
-import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { createLogger } from '../../src/log.js';
 import { DeliveryJournal, readJournal, type DeliveryJournalOptions } from '../../src/spool/delivery-journal.js';
 import type { DeliveryRecord } from '../../src/spool/types.js';
+import { mountTmpfs, tmpfsProblem, unmount } from '../helpers/small-filesystem.js';
 
 async function tempFile(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
   const directory = await mkdtemp(path.join(tmpdir(), 'endocap-journal-'));
@@ -139,6 +140,31 @@ t.test('journal writes a line that need not be durable at once', async (t) => {
   t.equal(journal.stats().syncs, 1);
 });
 
+t.test('journal flush syncs waiting lines at once', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 100 });
+  let flushed = false;
+  const first = journal.append('obj-1', 'a', record('stored'), true).then(() => {
+    flushed = true;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.notOk(flushed, 'a durable line waits for its group');
+
+  journal.flush();
+  await first;
+  t.equal(journal.stats().syncs, 1, 'flush synced it');
+
+  let later = false;
+  const second = journal.append('obj-2', 'a', record('stored'), true).then(() => {
+    later = true;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.notOk(later, 'a line after the flush waits for its group again');
+  await journal.close();
+  await second;
+  t.equal(journal.stats().syncs, 2);
+});
+
 t.test('journal close can be called twice', async (t) => {
   const file = await tempFile(t);
   const journal = await openJournal(file);
@@ -191,4 +217,41 @@ t.test('journal rejects appends after close', async (t) => {
   const journal = await openJournal(file);
   await journal.close();
   await t.rejects(journal.append('obj-1', 'a', record('stored'), true), /after close/);
+});
+
+const noTmpfs = await tmpfsProblem();
+
+t.test('journal line cut short by a full disk is skipped', { skip: noTmpfs ?? false }, async (t) => {
+  const directory = await mkdtemp(path.join(tmpdir(), 'endocap-journal-full-'));
+  const mountPoint = path.join(directory, 'small');
+  await mkdir(mountPoint);
+  const problem = await mountTmpfs(mountPoint, '64k');
+  if (problem !== undefined) throw new Error(problem);
+  t.teardown(async () => {
+    await unmount(mountPoint);
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  const file = path.join(mountPoint, 'deliveries.journal');
+  const journal = await openJournal(file);
+  // The first line takes the journal's first page; the filler takes every page left.
+  await journal.append('obj-1', 'a', record('stored'), true);
+  const filler = path.join(mountPoint, 'filler');
+  const { bavail, bsize } = await statfs(mountPoint);
+  await writeFile(filler, Buffer.alloc(bavail * bsize));
+
+  // Longer than the room left in the first page: part of it is written, then ENOSPC.
+  const long: DeliveryRecord = { ...record('queued', 2), lastError: 'x'.repeat(6_000) };
+  await t.rejects(journal.append('obj-2', 'a', long, false), { code: 'ENOSPC' }, 'the append fails with ENOSPC');
+  const torn = (await readFile(file, 'utf8')).split('\n');
+  t.ok((torn.at(-1) ?? '').length > 0, 'part of the line was written');
+
+  await rm(filler);
+  await journal.append('obj-3', 'a', record('stored'), true);
+  await journal.close();
+
+  const { records, skippedLines } = await readJournal(file);
+  t.equal(skippedLines, 1, 'the cut line is skipped');
+  t.same([...records.keys()], ['obj-1', 'obj-3'], 'the lines before and after it read back');
+  t.same(records.get('obj-3')?.get('a'), record('stored'), 'the line after it starts on a line of its own');
 });

@@ -1,16 +1,14 @@
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, statfs, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
 import { EndocapError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { Spool, type SpoolAlarm, type SpoolOptions } from '../../src/spool/spool.js';
 import type { SpoolEntry } from '../../src/spool/types.js';
+import { mountTmpfs, tmpfsProblem, unmount } from '../helpers/small-filesystem.js';
 import { UID_ROOT, makeObject, plain } from './fixtures/objects.js';
 
-const run = promisify(execFile);
 type Teardown = { teardown: (fn: () => Promise<void>) => void };
 
 async function tempDirectory(t: Teardown): Promise<string> {
@@ -108,33 +106,19 @@ t.test('low free space rejects adds', async (t) => {
 });
 
 /**
- * A real ENOSPC needs a small filesystem. Mounting a 2 MiB tmpfs needs root
- * (CAP_SYS_ADMIN). Where that is not permitted the ENOSPC test is skipped, and
- * the statfs threshold test above covers the same rejection path.
+ * A real ENOSPC needs a small filesystem. Where mounting a tmpfs is not
+ * permitted the ENOSPC test is skipped, and the statfs threshold test above
+ * covers the same rejection path.
  */
-async function mountTmpfs(mountPoint: string): Promise<string | undefined> {
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', mountPoint]);
-    return undefined;
-  } catch (error) {
-    return `mounting a tmpfs is not permitted here: ${(error as Error).message.split('\n')[0]}`;
-  }
-}
+const noTmpfs = await tmpfsProblem();
 
-const probeDirectory = await mkdtemp(path.join(tmpdir(), 'endocap-tmpfs-probe-'));
-const tmpfsProblem = await mountTmpfs(probeDirectory);
-if (tmpfsProblem === undefined) await run('umount', [probeDirectory]);
-await rm(probeDirectory, { recursive: true, force: true });
-
-t.test('real ENOSPC rejects add and keeps queue', { skip: tmpfsProblem ?? false }, async (t) => {
+t.test('real ENOSPC rejects add and keeps queue', { skip: noTmpfs ?? false }, async (t) => {
   const directory = await tempDirectory(t);
   const mountPoint = path.join(directory, 'small');
   await mkdir(mountPoint);
-  const problem = await mountTmpfs(mountPoint);
+  const problem = await mountTmpfs(mountPoint, '2m');
   if (problem !== undefined) throw new Error(problem);
-  t.teardown(async () => {
-    await run('umount', [mountPoint]);
-  });
+  t.teardown(() => unmount(mountPoint));
 
   const { spool, raised, cleared } = await openSpool(path.join(mountPoint, 'spool'), { minFreeBytes: 0 });
   const removed: string[] = [];
