@@ -314,6 +314,8 @@ export class DeliveryJournal {
       }
     } catch (error) {
       this.partialLine = true;
+      // The flush requested for these lines is over, so the next lines wait for their group again.
+      if (this.unsynced.length === 0) this.flushRequested = false;
       for (const line of group) line.reject(error);
     }
   }

@@ -44,6 +44,8 @@ export interface SpoolOptions {
   sweepIntervalMs?: number;
   /** With retention 0, done objects are removed once no other object became done for this long, in milliseconds. Default 500. */
   removalQuietMs?: number;
+  /** Maximum time a recorded result waits for others to share its fdatasync, in milliseconds. Default 10. */
+  syncDelayMs?: number;
 }
 
 /** Cause of an object's removal from the spool. */
@@ -98,6 +100,11 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   private readonly retentionMs: number;
   private readonly sweepIntervalMs: number;
   private readonly removalQuietMs: number;
+  private readonly syncDelayMs: number | undefined;
+  /** Results being recorded: waiting for their object's lock, their journal line or its fdatasync. */
+  private resultsInFlight = 0;
+  /** Set by flushResults() while results it covers are in flight, so that each syncs without waiting for its group. */
+  private flushRequested = false;
   private readonly ids: ObjectIdGenerator;
   private readonly space: SpaceGuard;
   /** Entries by id, in id order (new ids are always larger). */
@@ -127,6 +134,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     this.retentionMs = Math.max(0, options.retentionHours ?? 0) * 3_600_000;
     this.sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     this.removalQuietMs = options.removalQuietMs ?? DEFAULT_REMOVAL_QUIET_MS;
+    this.syncDelayMs = options.syncDelayMs;
     this.ids = new ObjectIdGenerator(() => this.now().getTime());
     this.space = new SpaceGuard({
       directory: this.root,
@@ -171,6 +179,7 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
         log: this.log,
         isLive: (id) => this.entries.has(id) || this.leftInPlace.has(id),
         beforeCompaction: () => syncDirectory(this.files.directory),
+        syncDelayMs: this.syncDelayMs,
       });
       const journalRecords = recordsOf(entries.filter((entry) => journal.records.has(entry.id) || unsavedStates.has(entry.id)));
       for (const id of this.leftInPlace) {
@@ -309,8 +318,13 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     });
   }
 
-  /** Syncs the delivery results recorded so far at once, instead of waiting for more to share the fdatasync. */
+  /**
+   * Syncs the delivery results recorded so far at once, instead of waiting
+   * for more to share the fdatasync. Results still waiting for their
+   * object's lock (another destination's result holds it) sync at once too.
+   */
   flushResults(): void {
+    if (this.resultsInFlight > 0) this.flushRequested = true;
     this.journal?.flush();
   }
 
@@ -475,6 +489,16 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
 
   private async recordResult(id: string, destination: string, state: DeliveryState, result: { reason?: string; status?: number | undefined }): Promise<void> {
     this.assertOpen();
+    this.resultsInFlight += 1;
+    try {
+      await this.recordResultLocked(id, destination, state, result);
+    } finally {
+      this.resultsInFlight -= 1;
+      if (this.resultsInFlight === 0) this.flushRequested = false;
+    }
+  }
+
+  private recordResultLocked(id: string, destination: string, state: DeliveryState, result: { reason?: string; status?: number | undefined }): Promise<void> {
     return this.withLock(id, async () => {
       const entry = this.requireEntry(id);
       const record = this.requireRecord(entry, destination);
@@ -505,7 +529,10 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
     const next = cloneEntry(entry);
     next.deliveries[destination] = record;
     try {
-      await this.requireJournal().append(entry.id, destination, record, durable);
+      const journal = this.requireJournal();
+      const written = journal.append(entry.id, destination, record, durable);
+      if (durable && this.flushRequested) journal.flush();
+      await written;
     } catch (error) {
       const previous = entry.deliveries[destination];
       if (previous?.state === 'sending') previous.state = 'queued';

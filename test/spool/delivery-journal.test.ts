@@ -221,7 +221,8 @@ t.test('journal rejects appends after close', async (t) => {
 
 const noTmpfs = await tmpfsProblem();
 
-t.test('journal line cut short by a full disk is skipped', { skip: noTmpfs ?? false }, async (t) => {
+/** Mounts a 64 KiB tmpfs for one test and removes it at its end. */
+async function smallMount(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
   const directory = await mkdtemp(path.join(tmpdir(), 'endocap-journal-full-'));
   const mountPoint = path.join(directory, 'small');
   await mkdir(mountPoint);
@@ -231,6 +232,11 @@ t.test('journal line cut short by a full disk is skipped', { skip: noTmpfs ?? fa
     await unmount(mountPoint);
     await rm(directory, { recursive: true, force: true });
   });
+  return mountPoint;
+}
+
+t.test('journal line cut short by a full disk is skipped', { skip: noTmpfs ?? false }, async (t) => {
+  const mountPoint = await smallMount(t);
 
   const file = path.join(mountPoint, 'deliveries.journal');
   const journal = await openJournal(file);
@@ -254,4 +260,31 @@ t.test('journal line cut short by a full disk is skipped', { skip: noTmpfs ?? fa
   t.equal(skippedLines, 1, 'the cut line is skipped');
   t.same([...records.keys()], ['obj-1', 'obj-3'], 'the lines before and after it read back');
   t.same(records.get('obj-3')?.get('a'), record('stored'), 'the line after it starts on a line of its own');
+});
+
+t.test('journal flush of a failed write does not linger', { skip: noTmpfs ?? false }, async (t) => {
+  const mountPoint = await smallMount(t);
+
+  const file = path.join(mountPoint, 'deliveries.journal');
+  const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 100 });
+  await journal.append('obj-1', 'a', record('queued'), false);
+  const filler = path.join(mountPoint, 'filler');
+  const { bavail, bsize } = await statfs(mountPoint);
+  await writeFile(filler, Buffer.alloc(bavail * bsize));
+
+  const long: DeliveryRecord = { ...record('stored'), lastError: 'x'.repeat(6_000) };
+  const failed = journal.append('obj-2', 'a', long, true);
+  journal.flush();
+  await t.rejects(failed, { code: 'ENOSPC' }, 'the flushed line fails with ENOSPC');
+  await rm(filler);
+
+  let synced = false;
+  const later = journal.append('obj-3', 'a', record('stored'), true).then(() => {
+    synced = true;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.notOk(synced, 'a line after the failed flush waits for its group');
+  t.equal(journal.stats().syncs, 0);
+  await journal.close();
+  await later;
 });

@@ -285,3 +285,27 @@ t.test('unsent object keeps its attempts', async (t) => {
   t.same(reopened.get(id)?.deliveries.a?.attempts, 1, 'still one attempt after the restart');
   t.same(reopened.pending('a').map((entry) => entry.id), [id]);
 });
+
+t.test('spool flush covers results waiting for the lock', async (t) => {
+  const directory = await mkdtemp(path.join(tmpdir(), 'endocap-spool-'));
+  t.teardown(() => rm(directory, { recursive: true, force: true }));
+  // Results would wait ten minutes for others to share their fdatasync, unless flushed.
+  const spool = new Spool({ directory, destinations: plain('a', 'b'), log: createLogger('silent'), syncDelayMs: 600_000 });
+  await spool.open();
+  t.teardown(() => spool.close());
+  const { part10, meta } = makeObject(`${UID_ROOT}.90`);
+  const { id } = await spool.add(part10, meta);
+  await spool.markSending([id], 'a');
+  await spool.markSending([id], 'b');
+
+  // The result for b waits for the object's lock, which a's result holds until it is synced.
+  const recorded: string[] = [];
+  const results = Promise.all([spool.markStored(id, 'a', 0).then(() => recorded.push('a')), spool.markStored(id, 'b', 0).then(() => recorded.push('b'))]);
+  await new Promise((resolve) => setImmediate(resolve));
+  spool.flushResults();
+
+  const bound = new Promise((resolve) => setTimeout(resolve, 10_000, 'not recorded'));
+  t.not(await Promise.race([results, bound]), 'not recorded', 'both results recorded without waiting for a group');
+  t.same(recorded, ['a', 'b']);
+  t.equal(spool.get(id)?.deliveries.b?.state, 'stored');
+});
