@@ -21,9 +21,12 @@
 // --warmup rounds run in full and are not counted: the daemon is a
 // long-running process, and V8 compiles its hot functions over the first
 // thousands of objects, while storescu is native code.
-// Usage: npx tsc -p . && node bench/forwarding.mjs [--count 300] [--batch 20] [--rounds 11] [--warmup 2] [--received DIR] [--keep]
+// Usage: npx tsc -p . && node bench/forwarding.mjs [--count 300] [--batch 20] [--rounds 11] [--warmup 2] [--received DIR] [--receiver-cpus LIST] [--keep]
 // --received sets the parent folder of storescp's output (default /dev/shm
 // where it exists, else the bench's temp folder on disk).
+// --receiver-cpus runs storescp on those CPUs only (taskset's list syntax).
+// Run the bench itself under `taskset -c` with the other CPUs, and the
+// clients no longer take CPU time from the receiver.
 // --batch sets the objects per association of the second storeObjects run, and
 // the Sender's batch: the objects it takes from the spool at a time, while its
 // association goes on as long as the spool has objects.
@@ -47,6 +50,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '11' },
     warmup: { type: 'string', default: '2' },
     received: { type: 'string' },
+    'receiver-cpus': { type: 'string' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -293,6 +297,12 @@ function binomial(n, k) {
   return result;
 }
 
+/** CPUs this process may run on, as Linux lists them in /proc/self/status. */
+async function allowedCpus() {
+  const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
+  return /^Cpus_allowed_list:\s*(.+)$/m.exec(status)?.[1] ?? 'unknown';
+}
+
 const round3 = (value) => Number(value.toFixed(3));
 const round2 = (value) => Number(value.toFixed(2));
 
@@ -312,7 +322,11 @@ try {
 
   await mkdir(receivedDirectory);
   const port = await freePort();
-  storescp = spawn('storescp', ['+xa', '+B', '-aet', 'STORESCP', '-od', receivedDirectory, String(port)], {
+  const storescpArgs = ['+xa', '+B', '-aet', 'STORESCP', '-od', receivedDirectory, String(port)];
+  // With --receiver-cpus, storescp runs on those CPUs only (taskset), as a PACS on its own machine would.
+  const receiverCpus = values['receiver-cpus'];
+  const [command, args] = receiverCpus === undefined ? ['storescp', storescpArgs] : ['taskset', ['-c', receiverCpus, 'storescp', ...storescpArgs]];
+  storescp = spawn(command, args, {
     stdio: 'ignore',
     env: { ...process.env, TCP_NODELAY: '1' },
   });
@@ -379,6 +393,7 @@ try {
     };
   });
   console.log(`objects: ${count}, total ${megabytes.toFixed(1)} MB; ${rounds} rounds after ${warmupRounds} warm-up round(s); storescp writes to ${receivedParent ?? 'the temp folder'}; node ${process.version}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'})`);
+  console.log(`CPUs: storescp ${values['receiver-cpus'] ?? 'any'}, this process and storescu ${await allowedCpus()}`);
   console.log(`1-minute load average during the rounds: ${Math.min(...loads).toFixed(1)} to ${Math.max(...loads).toFixed(1)}`);
   console.log('ratio: time of the run divided by the mean time of the two storescu runs of its round');
   console.table(rows);
