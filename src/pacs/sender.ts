@@ -331,13 +331,9 @@ export class Sender extends EventEmitter<SenderEvents> {
         return more;
       },
     });
-    // No more results are coming from this association: the ones waiting to be
-    // recorded need not wait for others to share their flush. A turn of the
-    // event loop lets the last results reach the queue first.
-    if (this.queue.flushResults !== undefined) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      this.queue.flushResults();
-    }
+    // No more results come from this association, so the ones being recorded
+    // need not wait for others to share their flush.
+    this.queue.flushResults?.();
     await records.at(-1);
     const attempted = results.filter((result) => result.associated !== undefined);
     if (attempted.length > 0) this.updateLink(attempted.some((result) => result.associated === true), attempted[0]?.reason);

@@ -285,9 +285,9 @@ export class DeliveryJournal {
   }
 
   /**
-   * Appends every waiting line with one blocking write. A small append to the
-   * page cache takes a few microseconds, and a trip through the thread pool
-   * took 35 to 50 µs of CPU time per write on a 2-core virtual machine
+   * Appends every waiting line with one blocking write, because a small append
+   * to the page cache costs less than a trip through the thread pool. On a
+   * 2-core virtual machine: 1.7 to 3.7 µs of CPU time against 35 to 53 µs
    * (docs/benchmarks.md). The fdatasync, which waits for the disk, stays on the pool.
    * NOTE: while the kernel throttles the process's writeback, this write blocks the event loop.
    */

@@ -319,9 +319,9 @@ export class Spool extends EventEmitter<SpoolEvents> implements SenderQueue, Com
   }
 
   /**
-   * Syncs the delivery results recorded so far at once, instead of waiting
-   * for more to share the fdatasync. Results still waiting for their
-   * object's lock (another destination's result holds it) sync at once too.
+   * Syncs the delivery results being recorded at once, instead of waiting for
+   * more to share the fdatasync. Results still waiting for their object's
+   * lock (another destination's result holds it) sync at once too.
    */
   flushResults(): void {
     if (this.resultsInFlight > 0) this.flushRequested = true;

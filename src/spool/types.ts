@@ -95,9 +95,9 @@ export interface SenderQueue {
   /** Records a permanent rejection; the object is kept and not retried. */
   markSetAside(id: string, destination: string, reason: string, status?: number): Promise<void>;
   /**
-   * Makes the results recorded so far durable at once, instead of waiting for
-   * more results to share the flush. A sender calls it when no more objects
-   * are in flight. Optional.
+   * Makes the results being recorded durable at once, those whose mark call
+   * has not resolved yet included, instead of waiting for more results to
+   * share the flush. A sender calls it when no more objects are in flight. Optional.
    */
   flushResults?(): void;
 }

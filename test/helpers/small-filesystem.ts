@@ -20,6 +20,7 @@ export async function mountTmpfs(mountPoint: string, size: string): Promise<stri
   }
 }
 
+/** Unmounts what mountTmpfs mounted. */
 export async function unmount(mountPoint: string): Promise<void> {
   await run('umount', [mountPoint]);
 }

@@ -360,14 +360,18 @@ t.test('sender stop while idle returns', async (t) => {
   t.pass('stop resolved');
 });
 
-/** Queue whose stored results wait, like the spool's journal, for a flush or others to share it. */
+/**
+ * Queue whose stored results wait, like the spool's journal, for a flush or
+ * others to share it. A flush covers the results already being recorded.
+ */
 class GroupedQueue extends MemoryQueue {
   flushes = 0;
   private readonly waiting: Array<() => void> = [];
 
   override async markStored(id: string, destination: string, status: number): Promise<void> {
+    const flushed = new Promise<void>((resolve) => this.waiting.push(resolve));
     await super.markStored(id, destination, status);
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
+    await flushed;
   }
 
   flushResults(): void {
