@@ -229,6 +229,18 @@ async function sendOverAssociation(
     });
   };
 
+  // More objects are asked for while the last MORE_AHEAD objects given are
+  // sent. Taking them (a look at the queue and a journal write) then ends
+  // before the last response, and the first of them is read and queued on the
+  // association in time, as within a batch. Set while a request is under way.
+  let taking: Promise<void> | undefined;
+  const takeMore = (): void => {
+    taking = appendMore(options, canSend, items, objects, log).then((added) => {
+      exhausted = !added;
+      taking = undefined;
+    });
+  };
+
   for (let index = 0; index < items.length; index += 1) {
     const item = items[index] as BatchItem;
     const { id } = item.object;
@@ -237,18 +249,13 @@ async function sendOverAssociation(
     ahead.delete(index);
     const early = queuedSends.get(index);
     queuedSends.delete(index);
-    // At the last item, more objects are asked for while it is sent, so that
-    // taking them (a look at the queue and a journal write) is not in the way
-    // between its response and the next request.
-    let taking: Promise<boolean> | undefined;
-    if (index + 1 === items.length && !exhausted && stopReason === undefined && association.usable) {
-      taking = appendMore(options, canSend, items, objects, log);
-    }
+    if (taking === undefined && !exhausted && stopReason === undefined && association.usable && index + MORE_AHEAD >= items.length) takeMore();
     // Starts reading the next files unless they are read ahead already. Called once this object is on its way or skipped.
     // Behind a small object read ahead, the next group starts one object early, so that its first read has two
     // round trips to end in and the object can be queued on the association in time.
+    // At the last object, it waits for the objects being taken, which go on the same association.
     const readFollowing = async (): Promise<void> => {
-      if (taking !== undefined) exhausted = !(await taking);
+      if (index + 1 === items.length) await taking;
       if (stopReason !== undefined) return;
       const next = index + 1;
       const from = ahead.has(next) && isSmall(items[next] as BatchItem) ? next + 1 : next;
@@ -269,7 +276,7 @@ async function sendOverAssociation(
     } else {
       if (stopReason !== undefined || !loading) {
         unsent(loading);
-        if (taking !== undefined) exhausted = !(await taking);
+        await taking;
         await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true, unsent: true });
         continue;
       }
@@ -299,7 +306,7 @@ async function sendOverAssociation(
       if (loaded === undefined || !association.usable) {
         unsent(loading);
         stopReason = `not sent: association with ${destination.host}:${destination.port} ended before the object was sent`;
-        if (taking !== undefined) exhausted = !(await taking);
+        await taking;
         await report(item.object, { id, outcome: 'transient', reason: stopReason, associated: true, unsent: true });
         continue;
       }
@@ -367,6 +374,14 @@ function storeRequest(object: StoreObjectMetadata, dataset: Buffer, transferSynt
  * and the one read before the group, a sender holds up to five shared buffers.
  */
 const READ_AHEAD = 3;
+
+/**
+ * Objects still to send when more are asked for: the last read-ahead group
+ * and the object before it. When more were asked for at the last object, the
+ * first one taken was not read yet when its turn came. The peer then waited
+ * for that read and for the journal writes of the batch taken, once per batch.
+ */
+export const MORE_AHEAD = READ_AHEAD + 1;
 
 /**
  * True when a failed read may still write into its buffer: its read thread

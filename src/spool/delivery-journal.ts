@@ -148,6 +148,10 @@ export class DeliveryJournal {
   private compacting = false;
   /** Set by flush(): the durable lines waiting are synced without waiting for their group. */
   private flushRequested = false;
+  /** Set while a write of lines that need not be durable waits for the other lines of this turn. */
+  private writeQueued = false;
+  /** Set when that wait is over: the next pump writes. */
+  private writeDue = false;
   private idleWaiters: Array<() => void> = [];
   private linesSinceCompaction = 0;
   /** Set after a failed write, which may have left a partial line for the next write to end. */
@@ -246,7 +250,10 @@ export class DeliveryJournal {
       return;
     }
     const syncDue = this.syncDue();
-    if (!this.opening && this.pending.length > 0 && (syncDue || this.pending.some((line) => !line.durable))) this.writeNext();
+    if (!this.opening && this.pending.length > 0) {
+      if (syncDue || this.writeDue) this.writeNext();
+      else if (!this.writeQueued && this.pending.some((line) => !line.durable)) this.queueWrite();
+    }
     if (!this.syncing && !this.opening && this.unsynced.length > 0 && syncDue) void this.syncNext();
     if (!syncDue) this.armSyncTimer();
     if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
@@ -285,6 +292,20 @@ export class DeliveryJournal {
   }
 
   /**
+   * Writes the lines that need not be durable once the current turn's other
+   * lines joined them: a sender marks a whole batch as sending in one turn,
+   * and one write then carries the batch instead of one write per object.
+   */
+  private queueWrite(): void {
+    this.writeQueued = true;
+    queueMicrotask(() => {
+      this.writeQueued = false;
+      this.writeDue = true;
+      this.pump();
+    });
+  }
+
+  /**
    * Appends every waiting line with one blocking write, because a small append
    * to the page cache costs less than a trip through the thread pool. On a
    * 2-core virtual machine: 1.7 to 3.7 µs of CPU time against 35 to 53 µs
@@ -296,6 +317,7 @@ export class DeliveryJournal {
       void this.reopen();
       return;
     }
+    this.writeDue = false;
     const group = this.pending.splice(0);
     try {
       const text = (this.partialLine ? '\n' : '') + group.map((line) => line.text).join('');

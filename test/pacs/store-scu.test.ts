@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dimse from 'dcmjs-dimse';
 import t, { type Test } from 'tap';
-import { echo, storeObjects, type LazyStoreObject, type StoreObject, type StoreResult } from '../../src/pacs/store-scu.js';
+import { MORE_AHEAD, echo, storeObjects, type LazyStoreObject, type StoreObject, type StoreResult } from '../../src/pacs/store-scu.js';
 import { splitPart10 } from '../../src/pacs/part10.js';
 import { cStoreRequest } from '../../src/pacs/dimse-command.js';
 import { ScuAssociation, type DimseRequest } from '../../src/pacs/scu-association.js';
@@ -570,11 +570,43 @@ t.test('store-scu response before the data set', async (t) => {
   t.same(results.map((result) => result.outcome), ['stored', 'stored', 'warning', 'stored', 'stored', 'warning', 'stored']);
 });
 
+t.test('store-scu asks for more objects while the last read-ahead group is sent', async (t) => {
+  const directory = await outputDirectory('more-ahead');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa'] });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+  const objects = Array.from({ length: 10 }, (_, index) => ({ ...smallJpeg, id: `given-${index}` }));
+  const extraObjects = Array.from({ length: 5 }, (_, index) => ({ ...smallJpeg, id: `extra-${index}`, read: async () => smallJpeg.part10 }));
+  const reported: string[] = [];
+  const reportedAtAsk: number[] = [];
+  const results = await storeObjects({
+    destination: destinationFor(port),
+    callingAeTitle,
+    objects,
+    log,
+    onResult: (result) => void reported.push(result.id),
+    more: async () => {
+      reportedAtAsk.push(reported.length);
+      return reportedAtAsk.length === 1 ? extraObjects : [];
+    },
+  });
+
+  t.same(results.map((result) => result.id), [...objects, ...extraObjects].map((object) => object.id), 'every object has a result, in order');
+  t.ok(results.every((result) => result.outcome === 'stored'), 'every object stored');
+  t.same(reported, results.map((result) => result.id), 'results reported in order');
+  // Asked for at the last given object, 8 results are reported. The first extra object would then
+  // be read, and the journal written, between that object's response and the next request.
+  t.ok((reportedAtAsk[0] ?? 10) <= objects.length - MORE_AHEAD, `asked for more with ${reportedAtAsk[0]} of 10 results reported`);
+  t.equal(reportedAtAsk.length, 2, 'asked again near the end of the extra objects, and stopped when none came');
+});
+
 t.test('store-scu asks for no more objects after an abort', async (t) => {
   const fake = await startFakeScp({ kind: 'abort-after-responses', responses: 2 });
   t.teardown(() => fake.stop());
   const { log } = memoryLogger();
-  const objects = ['more-a', 'more-b', 'more-c'].map((id) => ({ ...smallJpeg, id }));
+  // More objects are asked for while the last MORE_AHEAD are sent: the abort comes before that.
+  const objects = ['more-a', 'more-b', 'more-c', 'more-d', 'more-e', 'more-f', 'more-g'].map((id) => ({ ...smallJpeg, id }));
   let moreCalls = 0;
   const results = await storeObjects({
     destination: destinationFor(fake.port),
@@ -589,7 +621,8 @@ t.test('store-scu asks for no more objects after an abort', async (t) => {
     },
   });
 
-  t.same(results.map((result) => result.outcome), ['stored', 'stored', 'transient']);
+  t.same(results.map((result) => result.outcome), ['stored', 'stored', 'transient', 'transient', 'transient', 'transient', 'transient']);
+  t.ok(results.slice(2).every((result) => result.unsent === true), 'the objects after the abort are unsent');
   t.equal(moreCalls, 0, 'no objects were taken for an aborted association');
 });
 

@@ -140,6 +140,18 @@ t.test('journal writes a line that need not be durable at once', async (t) => {
   t.equal(journal.stats().syncs, 1);
 });
 
+t.test('journal writes the lines of one turn that need not be durable together', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 100 });
+  // As a sender marks a batch as sending: one call per object, in one turn.
+  await Promise.all(Array.from({ length: 20 }, (_, index) => journal.append(`obj-${index}`, 'a', record('sending', 0), false)));
+  t.equal(journal.stats().writes, 1, 'one write for 20 lines');
+  t.equal((await readJournal(file)).records.size, 20, 'every line is in the file');
+  await journal.append('obj-20', 'a', record('sending', 0), false);
+  t.equal(journal.stats().writes, 2, 'a line of a later turn is written without waiting for more');
+  await journal.close();
+});
+
 t.test('journal flush syncs waiting lines at once', async (t) => {
   const file = await tempFile(t);
   const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 100 });
