@@ -24,7 +24,7 @@ const DEFAULT_SYNC_DELAY_MS = 10;
 /**
  * On a disk whose fdatasync is faster than results arrive, each fdatasync
  * costs the event loop a trip through the thread pool. Groups of 32 instead
- * of 8 took 6 to 7% less CPU time for 300 stills sent to storescp here
+ * of 8 took 5 to 7% less CPU time for 300 stills sent to storescp here
  * (docs/benchmarks.md). A slower disk makes its groups while it syncs.
  */
 const DEFAULT_SYNC_GROUP_LINES = 32;
