@@ -276,6 +276,8 @@ async function sendOverAssociation(
     } else {
       if (stopReason !== undefined || !loading) {
         unsent(loading);
+        // Objects being taken get unsent results too, so the association ends once the
+        // taking does: the queue's own work (a look and a journal write), not the peer's.
         await taking;
         await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true, unsent: true });
         continue;

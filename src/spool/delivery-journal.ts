@@ -306,7 +306,8 @@ export class DeliveryJournal {
     this.writeQueued = true;
     queueMicrotask(() => {
       this.writeQueued = false;
-      this.writeDue = true;
+      // A write for a sync group may have taken the lines meanwhile.
+      this.writeDue = this.pending.some((line) => !line.durable);
       this.pump();
     });
   }

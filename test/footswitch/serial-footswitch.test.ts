@@ -96,7 +96,7 @@ t.test('byte presses over pty', async (t) => {
 
   const before = Date.now();
   for (let press = 0; press < 3; press += 1) await rig.press();
-  await waitUntil(() => rig.gestures.length >= 3, 2_000, 'three gestures arrived');
+  await waitUntil(() => rig.gestures.length >= 3, 10_000, 'three gestures arrived');
   await sleep(100);
 
   t.equal(rig.gestures.length, 3);
@@ -121,15 +121,17 @@ t.test('line protocol with split lines', async (t) => {
     await rig.socat.write(piece);
     await sleep(20);
   }
-  await waitUntil(() => rig.gestures.length === 1, 2_000, 'the split down line made a press');
+  await waitUntil(() => rig.gestures.length === 1, 10_000, 'the split down line made a press');
+  // Each line is written once the one before it changed the level. Lines that arrive together
+  // on a busy machine would make changes shorter than the debounce, which it drops.
   await rig.socat.write('  PEDAL UP  \r');
-  await sleep(100);
+  await waitUntil(() => rig.changes.length === 2, 10_000, 'the release ended by CR arrived');
   await rig.socat.write('PEDAL DOWN\n');
-  await sleep(100);
+  await waitUntil(() => rig.changes.length === 3, 10_000, 'the press ended by LF arrived');
   await rig.socat.write('PEDAL UP\r\n');
-  await waitUntil(() => rig.gestures.length === 2, 2_000, 'the second press arrived');
-  t.same(rig.changes.map((change) => change.down), [true, false, true]);
-  await waitUntil(() => rig.changes.length === 4, 2_000, 'the release arrived');
+  await waitUntil(() => rig.changes.length === 4, 10_000, 'the release ended by CRLF arrived');
+  t.same(rig.changes.map((change) => change.down), [true, false, true, false]);
+  t.ok(rig.gestures.length >= 2, `${rig.gestures.length} gestures for two presses`);
 
   // 50 overlong lines, then binary garbage: dropped with one rate-limited warning.
   for (let line = 0; line < 50; line += 1) await rig.socat.write(`${'x'.repeat(1_000)}\n`);
@@ -143,7 +145,7 @@ t.test('line protocol with split lines', async (t) => {
   await rig.socat.write('PEDAL DOWN\r\n');
   await sleep(100);
   await rig.socat.write('PEDAL UP\r\n');
-  await waitUntil(() => rig.gestures.length === 3, 2_000, 'a press after the garbage arrived');
+  await waitUntil(() => rig.gestures.length === 3, 10_000, 'a press after the garbage arrived');
   t.equal(rig.gestures.length, 3);
 });
 
@@ -163,7 +165,7 @@ t.test('random garbage causes no action', async (t) => {
   t.ok(debugLines.length >= 1 && debugLines.length <= 3, `ignored bytes logged ${debugLines.length} times`);
 
   await rig.press();
-  await waitUntil(() => rig.gestures.length === 1, 2_000, 'a press after the garbage arrived');
+  await waitUntil(() => rig.gestures.length === 1, 10_000, 'a press after the garbage arrived');
   t.equal(rig.pedal.status().connected, true);
 });
 
@@ -193,7 +195,7 @@ t.test('flood of 10000 presses per second', async (t) => {
 
   const before = rig.gestures.length;
   await rig.press();
-  await waitUntil(() => rig.gestures.length === before + 1, 2_000, 'a press after the flood arrived');
+  await waitUntil(() => rig.gestures.length === before + 1, 10_000, 'a press after the flood arrived');
 });
 
 t.test('flood without debounce is rate limited', async (t) => {
@@ -234,7 +236,7 @@ t.test('unplug while idle and replug', async (t) => {
   t.equal(rig.pedal.status().connected, true);
   t.equal(rig.pedal.status().lastError, undefined);
   await rig.press();
-  await waitUntil(() => rig.gestures.length === 1, 2_000, 'a press after the replug arrived');
+  await waitUntil(() => rig.gestures.length === 1, 10_000, 'a press after the replug arrived');
   t.equal(rig.gestures.length, 1);
   t.equal(rig.pedal.status().counters.disconnects, 1);
 });
@@ -255,7 +257,7 @@ t.test('device path removed while port open', async (t) => {
   await rename(movedPath, rig.socat.devicePath);
   await connected;
   await rig.press();
-  await waitUntil(() => rig.gestures.length === 1, 2_000, 'a press after the path returned');
+  await waitUntil(() => rig.gestures.length === 1, 10_000, 'a press after the path returned');
   t.equal(rig.gestures.length, 1);
 });
 
@@ -264,7 +266,7 @@ t.test('unplug while held releases without action', async (t) => {
   await startConnected(rig);
 
   await rig.socat.write(DOWN);
-  await waitUntil(() => rig.changes.length === 1, 2_000, 'the pedal is down');
+  await waitUntil(() => rig.changes.length === 1, 10_000, 'the pedal is down');
   t.equal(rig.changes[0]?.down, true);
 
   const disconnected = timeUntil(rig.pedal, 'disconnected');
@@ -278,7 +280,7 @@ t.test('unplug while held releases without action', async (t) => {
   await rig.socat.start();
   await waitUntil(() => rig.pedal.status().connected, 5_000, 'the footswitch reconnected');
   await rig.press();
-  await waitUntil(() => rig.gestures.length === 1, 2_000, 'a press after the replug arrived');
+  await waitUntil(() => rig.gestures.length === 1, 10_000, 'a press after the replug arrived');
   t.equal(rig.gestures[0]?.gesture, 'short');
 });
 
@@ -304,7 +306,7 @@ t.test('busy port reported then works', async (t) => {
   await new Promise<void>((resolve) => holder.close(() => resolve()));
   await connected;
   await rig.press();
-  await waitUntil(() => rig.gestures.length === 1, 2_000, 'a press after the release arrived');
+  await waitUntil(() => rig.gestures.length === 1, 10_000, 'a press after the release arrived');
   t.equal(rig.pedal.status().lastError, undefined);
 });
 
@@ -317,7 +319,7 @@ t.test('missing port at start then appears', async (t) => {
   await rig.socat.start();
   await waitUntil(() => rig.pedal.status().connected, 5_000, 'the footswitch found the port');
   await rig.press();
-  await waitUntil(() => rig.gestures.length === 1, 2_000, 'a press arrived');
+  await waitUntil(() => rig.gestures.length === 1, 10_000, 'a press arrived');
   t.equal(rig.gestures.length, 1);
 });
 

@@ -152,6 +152,24 @@ t.test('journal writes the lines of one turn that need not be durable together',
   await journal.close();
 });
 
+t.test('journal line after a full group waits for its own group', async (t) => {
+  const file = await tempFile(t);
+  const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 3 });
+  // The sync group fills in the same turn, so its write takes the sending line along.
+  await Promise.all([
+    journal.append('obj-0', 'a', record('sending', 0), false),
+    ...['obj-1', 'obj-2', 'obj-3'].map((id) => journal.append(id, 'a', record('stored'), true)),
+  ]);
+  t.equal(journal.stats().writes, 1, 'one write for the group and the sending line');
+
+  const later = journal.append('obj-4', 'a', record('stored'), true);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(journal.stats().writes, 1, 'the next durable line waits for its group');
+  await journal.close();
+  await later;
+  t.equal(journal.stats().writes, 2, 'close wrote it');
+});
+
 t.test('journal flush syncs waiting lines at once', async (t) => {
   const file = await tempFile(t);
   const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 100 });
