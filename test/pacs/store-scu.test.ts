@@ -601,6 +601,33 @@ t.test('store-scu asks for more objects while the last read-ahead group is sent'
   t.equal(reportedAtAsk.length, 2, 'asked again near the end of the extra objects, and stopped when none came');
 });
 
+t.test('store-scu takes more objects one at a time', async (t) => {
+  const directory = await outputDirectory('more-one-at-a-time');
+  const port = await freePort();
+  const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa'] });
+  t.teardown(() => peer.stop());
+  const { log } = memoryLogger();
+  // Batches smaller than MORE_AHEAD: more is asked for at the first object of each.
+  const queue = [secondJpeg, largeJpeg].map((object, index) => ({ ...object, id: `single-${index + 1}`, read: async () => object.part10 }));
+  let asks = 0;
+  const results = await storeObjects({
+    destination: destinationFor(port),
+    callingAeTitle,
+    objects: [{ ...smallJpeg, id: 'single-0' }],
+    log,
+    more: async () => {
+      asks += 1;
+      const next = queue.shift();
+      return next === undefined ? [] : [next];
+    },
+  });
+
+  t.same(results.map((result) => result.id), ['single-0', 'single-1', 'single-2'], 'one result per object, in order');
+  t.ok(results.every((result) => result.outcome === 'stored'), 'every object stored');
+  t.equal(asks, 3, 'asked until none came');
+  t.equal((await readdir(directory)).length, 3, 'storescp wrote three files');
+});
+
 t.test('store-scu asks for no more objects after an abort', async (t) => {
   const fake = await startFakeScp({ kind: 'abort-after-responses', responses: 2 });
   t.teardown(() => fake.stop());
