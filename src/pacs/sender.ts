@@ -119,7 +119,8 @@ const defaultObjectsPerAssociation = 1_000;
 /**
  * Results that may wait to be recorded while sending goes on. Twice the
  * journal's fdatasync group, so that sending goes on while a group is synced.
- * A crash re-sends up to this many objects, plus two (docs/crash-soak.md).
+ * A crash re-sends up to this many objects plus two: the result not yet
+ * passed on and the object in flight (docs/crash-soak.md).
  */
 export const unrecordedLimit = 64;
 const defaultStopGraceMs = 2_000;

@@ -229,10 +229,9 @@ async function sendOverAssociation(
     });
   };
 
-  // More objects are asked for while the last MORE_AHEAD objects given are
-  // sent. Taking them (a look at the queue and a journal write) then ends
-  // before the last response, and the first of them is read and queued on the
-  // association in time, as within a batch. Set while a request is under way.
+  // More objects are requested while the last MORE_AHEAD objects given are
+  // sent, so the first one taken is read and queued on the association in time.
+  // `taking` is the request under way, if any.
   let taking: Promise<void> | undefined;
   const takeMore = (): void => {
     taking = appendMore(options, canSend, items, objects, log).then((added) => {
@@ -276,8 +275,9 @@ async function sendOverAssociation(
     } else {
       if (stopReason !== undefined || !loading) {
         unsent(loading);
-        // Objects being taken get unsent results too, so the association ends once the
-        // taking does: the queue's own work (a look and a journal write), not the peer's.
+        // Objects being taken get unsent results too, so this waits for the taking.
+        // NOTE: that is the queue's work (a look and a journal write), usually milliseconds, but a
+        // journal compaction or a slow disk makes a failed association, and Sender.stop(), wait longer.
         await taking;
         await report(item.object, { id, outcome: 'transient', reason: stopReason ?? 'not sent', associated: true, unsent: true });
         continue;
@@ -378,10 +378,10 @@ function storeRequest(object: StoreObjectMetadata, dataset: Buffer, transferSynt
 const READ_AHEAD = 3;
 
 /**
- * Objects still to send when more are asked for: the last read-ahead group
- * and the object before it. When more were asked for at the last object, the
- * first one taken was not read yet when its turn came. The peer then waited
- * for that read and for the journal writes of the batch taken, once per batch.
+ * Objects still to send when more are requested: the last read-ahead group
+ * and the object before it. A request at the last object would leave the
+ * first one taken unread when its turn comes, so the peer would wait for that
+ * read and for the journal writes of the batch taken, once per batch.
  */
 export const MORE_AHEAD = READ_AHEAD + 1;
 

@@ -23,9 +23,9 @@ const MIN_LINES_BEFORE_COMPACTION = 10_000;
 const DEFAULT_SYNC_DELAY_MS = 10;
 /**
  * On a disk whose fdatasync is faster than results arrive, each fdatasync
- * costs the event loop a trip through the thread pool. Groups of 32 instead
- * of 8 took 5 to 7% less CPU time for 300 stills sent to storescp here
- * (docs/benchmarks.md). A slower disk makes its groups while it syncs.
+ * costs the event loop a trip through the thread pool. With groups of 32
+ * instead of 8, forwarding 300 stills used 5 to 7% less CPU time on a 2-core
+ * virtual machine (docs/benchmarks.md). A slower disk fills its groups while it syncs.
  */
 const DEFAULT_SYNC_GROUP_LINES = 32;
 
@@ -154,9 +154,9 @@ export class DeliveryJournal {
   private compacting = false;
   /** Set by flush(): the durable lines waiting are synced without waiting for their group. */
   private flushRequested = false;
-  /** Set while a write of lines that need not be durable waits for the other lines of this turn. */
+  /** True while a write of lines that need not be durable waits for the other lines of this turn. */
   private writeQueued = false;
-  /** Set when that wait is over: the next pump writes. */
+  /** True once that wait is over: the next pump writes. */
   private writeDue = false;
   private idleWaiters: Array<() => void> = [];
   private linesSinceCompaction = 0;
@@ -298,9 +298,9 @@ export class DeliveryJournal {
   }
 
   /**
-   * Writes the lines that need not be durable once the current turn's other
-   * lines joined them: a sender marks a whole batch as sending in one turn,
-   * and one write then carries the batch instead of one write per object.
+   * Schedules the write of the lines that need not be durable for the end of
+   * the current turn. A sender marks a whole batch as sending in one turn, so
+   * one write carries the batch instead of one write per object.
    */
   private queueWrite(): void {
     this.writeQueued = true;

@@ -570,7 +570,7 @@ t.test('store-scu response before the data set', async (t) => {
   t.same(results.map((result) => result.outcome), ['stored', 'stored', 'warning', 'stored', 'stored', 'warning', 'stored']);
 });
 
-t.test('store-scu asks for more objects while the last read-ahead group is sent', async (t) => {
+t.test('store-scu requests more objects before the last', async (t) => {
   const directory = await outputDirectory('more-ahead');
   const port = await freePort();
   const peer = await startStorescp({ port, aeTitle: 'STORESCP', outputDirectory: directory, args: ['+xa'] });

@@ -140,7 +140,7 @@ t.test('journal writes a line that need not be durable at once', async (t) => {
   t.equal(journal.stats().syncs, 1);
 });
 
-t.test('journal writes the lines of one turn that need not be durable together', async (t) => {
+t.test('journal writes sending lines of a turn together', async (t) => {
   const file = await tempFile(t);
   const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 100 });
   // As a sender marks a batch as sending: one call per object, in one turn.
@@ -152,7 +152,7 @@ t.test('journal writes the lines of one turn that need not be durable together',
   await journal.close();
 });
 
-t.test('journal line after a full group waits for its own group', async (t) => {
+t.test('journal line after a full group waits', async (t) => {
   const file = await tempFile(t);
   const journal = await openJournal(file, { syncDelayMs: 600_000, syncGroupLines: 3 });
   // The sync group fills in the same turn, so its write takes the sending line along.
